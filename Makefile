@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: MIT
+#
+# pycds: the one entry point.
+#
+#   make            build the runtime extension, the tools and the tests
+#   make check      install missing packages, build, run every test (TAP)
+#   make install    install binaries under PREFIX and _pycds into PYTHON
+#   make demo       mount /run/pycds, build an archive, compare a workload
+#   make bench      stock against pycds, alternating, ratio of medians
+#
+# PYTHON selects the interpreter (default /usr/bin/python3); V=1 is verbose.
+
+PYTHON ?= /usr/bin/python3
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+CC ?= gcc
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Facts about the target interpreter, asked once.
+PY_FACTS := $(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_paths()["include"], s.get_config_var("EXT_SUFFIX"), s.get_paths()["purelib"])' 2>/dev/null)
+PY_INCLUDE := $(word 1,$(PY_FACTS))
+EXT_SUFFIX := $(word 2,$(PY_FACTS))
+PY_SITE := $(word 3,$(PY_FACTS))
+
+WERROR ?= -Werror
+CFLAGS ?= -O2 -g
+CFLAGS += -Wall -Wextra $(WERROR) -std=gnu11 -fno-strict-aliasing -MMD -MP
+CPPFLAGS += -Iinclude
+XXHASH_LIBS := -lxxhash
+
+EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
+EXT_SRCS := userspace/archive.c userspace/interp.c userspace/writer.c \
+	    userspace/runtime.c userspace/module.c
+EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
+
+TOOL := $(BUILD)/pycds
+TOOL_OBJS := $(BUILD)/obj/tools/pycds.o $(BUILD)/obj/userspace/archive.o
+
+KSFT_DIR := $(BUILD)/kselftest
+KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
+KSFT_TARBALL := /usr/src/linux-source-6.1.tar.xz
+
+C_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*_test.c))
+
+VENV := $(BUILD)/venv
+VENV_PY := $(VENV)/bin/python
+STAGED := $(VENV)/.staged
+
+all: $(EXT) $(TOOL) $(BUILD)/pycds_build.py
+
+$(BUILD)/ext/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -I$(PY_INCLUDE) $(CFLAGS) -fPIC -c $< -o $@
+
+$(EXT): $(EXT_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(TOOL): $(TOOL_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(XXHASH_LIBS) -o $@
+
+$(BUILD)/pycds_build.py: tools/pycds_build.py
+	@mkdir -p $(BUILD)
+	$(Q)cp $< $@
+
+# The kselftest harness comes from Debian's kernel source at build time.
+$(KSFT_HDR):
+	@mkdir -p $(KSFT_DIR)
+	@test -r $(KSFT_TARBALL) || { echo "missing $(KSFT_TARBALL): run 'make deps' as root"; exit 1; }
+	@echo "  EXTRACT kselftest harness"
+	$(Q)tar -xJf $(KSFT_TARBALL) -C $(KSFT_DIR) --strip-components=4 \
+		linux-source-6.1/tools/testing/selftests/kselftest_harness.h \
+		linux-source-6.1/tools/testing/selftests/kselftest.h
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/obj/userspace/archive.o $(KSFT_HDR)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -I$(KSFT_DIR) $(CFLAGS) -Wno-unused-parameter \
+		$< $(BUILD)/obj/userspace/archive.o $(XXHASH_LIBS) -o $@
+
+# A private venv of PYTHON with _pycds and its hook, so tests exercise the
+# real PYCDS_ARCHIVE start-up path without touching the system.
+$(STAGED): $(EXT) userspace/pycds.pth
+	$(Q)test -x $(VENV_PY) || $(PYTHON) -m venv --without-pip --system-site-packages $(VENV)
+	$(Q)site=$$($(VENV_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		cp $(EXT) userspace/pycds.pth $$site/
+	$(Q)touch $@
+
+stage: $(STAGED)
+
+TEST_ENV = PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+	   PYCDS_WORKLOADS=$(abspath tests/workloads) \
+	   PYCDS_TMPDIR=$(abspath $(BUILD)/tmp)
+
+check: deps
+	$(MAKE) all tests stage
+	@mkdir -p $(BUILD)/tmp
+	$(TEST_ENV) prove -v $(C_TESTS)
+	@if ls tests/py/test_*.py >/dev/null 2>&1; then \
+		$(TEST_ENV) prove -v --exec $(PYTHON) tests/py/test_*.py; fi
+
+tests: $(C_TESTS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pycds
+	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/pycds
+	install -m 0644 tools/pycds_build.py $(DESTDIR)$(PREFIX)/lib/pycds/
+	install -d $(DESTDIR)$(PY_SITE)
+	install -m 0644 $(EXT) $(DESTDIR)$(PY_SITE)/
+	install -m 0644 userspace/pycds.pth $(DESTDIR)$(PY_SITE)/pycds.pth
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
+	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/pycds.pth
+
+# Debian packages everything needs.
+DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \
+	libbpf-dev bpftool clang llvm linux-source-6.1 hyperfine \
+	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
+	python3-requests python3-jinja2 python3-rich perl
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing: $$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null || \
+			{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+		else \
+			echo "missing Debian packages (run 'make deps' as root): $$missing"; exit 1; \
+		fi; \
+	fi
+
+demo: deps
+	$(MAKE) all stage
+	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+		sh tools/demo.sh
+
+bench: deps
+	$(MAKE) all stage
+	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+		PYCDS_WORKLOADS=$(abspath tests/workloads) \
+		$(PYTHON) tools/bench.py --out $(BUILD)/bench
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all check tests install uninstall deps demo bench clean stage
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pycds archive format, version 1.
+ *
+ * An archive is a file that is mapped into a Python process as it is.  It
+ * holds ready-made CPython objects (the heap) and the tables that let a
+ * process check and use them lazily, one module at a time.
+ *
+ * All fields are little-endian and fixed width.  Offsets named *_off are
+ * byte offsets from the start of the file.  Documentation/archive-format.rst
+ * describes every field; change it in the same commit as this file and bump
+ * PYCDS_FORMAT_VERSION whenever the layout changes.
+ *
+ * This header crosses component boundaries (runtime, writer, loader, tools,
+ * tests, fuzzer): it must not include Python.h.
+ */
+#ifndef PYCDS_ARCHIVE_H
+#define PYCDS_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PYCDS_MAGIC		"PYCDS\0\r\n"
+#define PYCDS_MAGIC_LEN		8
+#define PYCDS_FORMAT_VERSION	1
+
+/* Default preferred base: far from where the kernel places mappings. */
+#define PYCDS_DEFAULT_BASE	0x200000000000ULL
+#define PYCDS_PAGE_SIZE		4096u
+/* Regions start on 2 MiB boundaries so tmpfs huge pages can back them. */
+#define PYCDS_REGION_ALIGN	(2u << 20)
+
+/* Heap regions, grouped by how likely a process is to write their pages. */
+enum pycds_region_id {
+	PYCDS_REGION_CODE = 0,	/* code objects: quickened when run */
+	PYCDS_REGION_DATA = 1,	/* constants and names: increfed, hashed */
+	PYCDS_REGION_COLD = 2,	/* line/exception tables, local names */
+	PYCDS_NR_REGIONS = 3,
+};
+
+struct pycds_span {
+	uint64_t off;		/* file offset */
+	uint64_t size;		/* bytes */
+};
+
+/* Interpreter identity: an archive is only used by the build it was made
+ * for. */
+struct pycds_interp {
+	uint32_t hexversion;	/* PY_VERSION_HEX */
+	uint32_t pyc_magic;	/* importlib MAGIC_NUMBER, little-endian */
+	char cache_tag[16];	/* "cpython-311", NUL-padded */
+	char abiflags[8];	/* sys.abiflags, NUL-padded */
+	uint8_t build_id[32];	/* GNU build ID of the ELF holding the types */
+	uint32_t build_id_len;
+	uint32_t optimize;	/* sys.flags.optimize the code was compiled at */
+	uint64_t layout;	/* hash of object sizes/offsets of this build */
+	uint64_t runtime_addr;	/* link-time address of _PyRuntime */
+};
+
+struct pycds_header {
+	char magic[PYCDS_MAGIC_LEN];
+	uint32_t version;
+	uint32_t header_size;	/* sizeof(struct pycds_header) */
+	uint64_t file_size;
+	uint64_t preferred_base;
+	struct pycds_interp interp;
+
+	struct pycds_span regions[PYCDS_NR_REGIONS];
+
+	uint64_t modules_off;	/* struct pycds_module[nr_modules] */
+	uint32_t nr_modules;
+	uint32_t nr_buckets;	/* power of two */
+	uint64_t buckets_off;	/* uint32_t[nr_buckets]: module index + 1 */
+	struct pycds_span names; /* UTF-8 blob: module names, origins */
+	uint64_t relocs_off;	/* uint32_t[nr_relocs]: slot offsets */
+	uint64_t nr_relocs;
+	uint64_t images_off;	/* struct pycds_image_reloc[nr_images] */
+	uint64_t nr_images;
+	uint64_t fixups_off;	/* struct pycds_fixup[nr_fixups] */
+	uint64_t nr_fixups;
+
+	uint64_t meta_checksum;	/* XXH3-64 of modules, buckets and names */
+	uint64_t header_checksum; /* XXH3-64 of this header, this field 0 */
+	uint8_t reserved[64];
+};
+
+#define PYCDS_MOD_PACKAGE	0x1u
+
+/*
+ * One module.  Its objects lie in one span of each region, and its entries
+ * in each table are one contiguous slice, so a process checks and
+ * relocates a module only when it imports it.
+ */
+struct pycds_module {
+	uint32_t name_off;	/* in the names blob */
+	uint32_t name_len;
+	uint32_t origin_off;	/* source path, in the names blob */
+	uint32_t origin_len;
+	uint32_t flags;		/* PYCDS_MOD_* */
+	uint32_t reserved;
+	int64_t src_mtime;	/* source st_mtime, whole seconds */
+	uint64_t src_size;	/* source st_size */
+	uint64_t root;		/* file offset of the module's code object */
+	uint32_t span_off[PYCDS_NR_REGIONS];	/* file offset of its span */
+	uint32_t span_size[PYCDS_NR_REGIONS];
+	uint32_t reloc_first, reloc_count;
+	uint32_t image_first, image_count;
+	uint32_t fixup_first, fixup_count;
+	uint64_t checksum;	/* XXH3-64 of its spans and table slices */
+};
+
+/* What an interpreter-image slot must point to. */
+enum pycds_image_kind {
+	PYCDS_IMG_TYPE_STR = 1,
+	PYCDS_IMG_TYPE_BYTES,
+	PYCDS_IMG_TYPE_INT,
+	PYCDS_IMG_TYPE_FLOAT,
+	PYCDS_IMG_TYPE_COMPLEX,
+	PYCDS_IMG_TYPE_TUPLE,
+	PYCDS_IMG_TYPE_FROZENSET,
+	PYCDS_IMG_TYPE_CODE,
+	PYCDS_IMG_NONE,
+	PYCDS_IMG_TRUE,
+	PYCDS_IMG_FALSE,
+	PYCDS_IMG_ELLIPSIS,
+	PYCDS_IMG_STATIC,	/* a statically allocated str/int/bytes/tuple */
+	PYCDS_IMG_NR_KINDS,
+};
+
+/* A slot holding the link-time address of an object in the interpreter
+ * image; a process adds its load bias (0 for a non-PIE executable). */
+struct pycds_image_reloc {
+	uint32_t slot;		/* file offset of the 8-byte slot */
+	uint32_t kind;		/* enum pycds_image_kind */
+};
+
+enum pycds_fixup_kind {
+	PYCDS_FIX_INTERN = 1,	/* slot's str must be the interned one */
+	PYCDS_FIX_FROZENSET = 2, /* slot's frozenset is rebuilt in-process */
+};
+
+struct pycds_fixup {
+	uint32_t slot;
+	uint32_t kind;
+};
+
+_Static_assert(sizeof(struct pycds_interp) == 88, "pycds_interp size");
+_Static_assert(sizeof(struct pycds_span) == 16, "pycds_span size");
+_Static_assert(sizeof(struct pycds_header) == 336, "pycds_header size");
+_Static_assert(offsetof(struct pycds_header, interp) == 32, "interp offset");
+_Static_assert(offsetof(struct pycds_header, regions) == 120,
+	       "regions offset");
+_Static_assert(sizeof(struct pycds_module) == 104, "pycds_module size");
+_Static_assert(sizeof(struct pycds_image_reloc) == 8, "image reloc size");
+_Static_assert(sizeof(struct pycds_fixup) == 8, "fixup size");
+
+#endif /* PYCDS_ARCHIVE_H */

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pycds archive reader and validator.
+ *
+ * Plain C with no Python dependency: the runtime, the loader, the pycds tool,
+ * the tests and the fuzzer all check archives with this code.  Functions
+ * return 0 or -errno (-EINVAL for a malformed archive) and describe the
+ * problem in the caller's error buffer; they never print.
+ */
+#ifndef PYCDS_READER_H
+#define PYCDS_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "archive.h"
+
+#define PYCDS_ERR_LEN 256
+
+/* What the running interpreter expects image slots to hold, as load-time
+ * addresses.  Built by the runtime; the tool checks kinds only. */
+struct pycds_image_ctx {
+	uint64_t bias;			/* load bias of the image */
+	uint64_t expect[PYCDS_IMG_NR_KINDS]; /* addresses for exact kinds */
+	/* Ranges of the image that may hold static objects. */
+	uint64_t static_lo[4], static_hi[4];
+	unsigned int nr_static;
+	/* Allowed ob_type values for PYCDS_IMG_STATIC targets. */
+	uint64_t static_types[8];
+	unsigned int nr_static_types;
+};
+
+struct pycds_archive {
+	const uint8_t *base;		/* where the file is mapped */
+	size_t size;
+	const struct pycds_header *hdr;
+	int64_t delta;			/* mapped base - preferred base */
+};
+
+/* Check the header: magic, version, sizes, checksum, every table inside
+ * the file.  @size is the number of bytes available at @base. */
+int pycds_header_check(const void *base, size_t size, char *err,
+		       size_t errlen);
+
+/* Check that the archive was made for this interpreter. */
+int pycds_interp_check(const struct pycds_header *hdr,
+		       const struct pycds_interp *want, char *err,
+		       size_t errlen);
+
+/* Check the index: module entries, buckets and names, and their checksum. */
+int pycds_meta_check(const struct pycds_archive *ar, char *err,
+		     size_t errlen);
+
+/* Find a module by name; -1 if absent or the bucket chain is malformed. */
+long pycds_index_lookup(const struct pycds_archive *ar, const char *name,
+			size_t len);
+
+const struct pycds_module *pycds_module_get(const struct pycds_archive *ar,
+					    uint32_t idx);
+
+/* Borrowed pointers into the names blob (not NUL-terminated). */
+const char *pycds_module_name(const struct pycds_archive *ar,
+			      const struct pycds_module *m, size_t *len);
+const char *pycds_module_origin(const struct pycds_archive *ar,
+				const struct pycds_module *m, size_t *len);
+
+/*
+ * Check one module before it is used: spans and table slices inside the
+ * file, checksum, every slot inside its spans, every relocation target
+ * inside its spans, every image slot of a known kind.  With @img, image
+ * slots are also checked against the running interpreter.  The module's
+ * bytes must not have been relocated yet.
+ */
+int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
+		       const struct pycds_image_ctx *img, char *err,
+		       size_t errlen);
+
+/* Apply relocations to a checked module mapped writable at @ar->base:
+ * internal slots get @ar->delta, image slots get @bias. */
+void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,
+			   uint64_t bias);
+
+/* Translate a file offset to the address it has in this mapping. */
+static inline void *pycds_ptr(const struct pycds_archive *ar, uint64_t off)
+{
+	return (void *)(ar->base + off);
+}
+
+/* XXH3-64 of a module name, as used by the bucket table. */
+uint64_t pycds_name_hash(const char *name, size_t len);
+
+/* Human-readable name of a region or image kind. */
+const char *pycds_region_name(unsigned int id);
+const char *pycds_image_kind_name(unsigned int kind);
+
+#endif /* PYCDS_READER_H */

@@ -1,0 +1,216 @@
+# SPDX-License-Identifier: MIT
+"""Whole-process benchmarks: stock against pycds, alternating in one run.
+
+For every workload: build an archive, then start the interpreter RUNS times
+stock and RUNS times with PYCDS_ARCHIVE, alternating (and swapping which goes
+first on every round so neither gets a systematic cache advantage), and
+report medians and their ratio.
+
+The exec-only bound is the same imports with the code objects already in
+memory: the stock median minus the time stock spends in
+SourceLoader.get_code (finding, reading and unmarshalling .pyc files),
+measured in-process over RUNS runs.  "gap" is the share of the distance
+from stock to that bound that pycds covers.
+
+Environment: PYCDS (the pycds tool), PYCDS_PYTHON (an interpreter with _pycds
+and its hook installed), PYCDS_WORKLOADS (directory of workloads).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+GET_CODE_PROBE = r"""
+import sys, time, runpy
+import importlib._bootstrap_external as be
+spent = [0]
+orig = be.SourceLoader.get_code
+def get_code(self, name):
+    t = time.perf_counter_ns()
+    try:
+        return orig(self, name)
+    finally:
+        spent[0] += time.perf_counter_ns() - t
+be.SourceLoader.get_code = get_code
+script = sys.argv[1]
+sys.argv = [script]
+import io, contextlib
+with contextlib.redirect_stdout(io.StringIO()):
+    runpy.run_path(script, run_name="__main__")
+print(spent[0], file=sys.stderr)
+"""
+
+
+def spawn_time(argv, env):
+    """Wall-clock seconds of one whole process, output discarded."""
+    t = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env,
+                         file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull,
+                                        os.O_WRONLY, 0)])
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed")
+    return elapsed
+
+
+def alternate(argv, env_a, env_b, runs, warmup=3):
+    a, b = [], []
+    for _ in range(warmup):
+        spawn_time(argv, env_a)
+        spawn_time(argv, env_b)
+    for i in range(runs):
+        if i % 2:
+            b.append(spawn_time(argv, env_b))
+            a.append(spawn_time(argv, env_a))
+        else:
+            a.append(spawn_time(argv, env_a))
+            b.append(spawn_time(argv, env_b))
+    return statistics.median(a), statistics.median(b)
+
+
+def base_env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYCDS_") and k != "PYTHONHASHSEED"}
+    return env
+
+
+def get_code_ms(python, script, runs):
+    vals = []
+    for _ in range(runs):
+        r = subprocess.run([python, "-c", GET_CODE_PROBE, script],
+                           env=base_env(), capture_output=True, text=True,
+                           check=True)
+        vals.append(int(r.stderr.strip().splitlines()[-1]) / 1e6)
+    return statistics.median(vals)
+
+
+def build(pycds, python, archive, argv):
+    subprocess.run([pycds, "build", "-o", archive, "--python", python, *argv],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def bench_workload(pycds, python, script, archive, runs, bound=True):
+    if archive is None:
+        fd, archive = tempfile.mkstemp(suffix=".pycds")
+        os.close(fd)
+        build(pycds, python, archive, ["--", python, script])
+    stock_env = base_env()
+    pycds_env = dict(stock_env, PYCDS_ARCHIVE=archive)
+    argv = [python, script]
+    stock, fast = alternate(argv, stock_env, pycds_env, runs)
+    row = {
+        "workload": os.path.basename(script),
+        "stock_ms": stock * 1e3,
+        "pycds_ms": fast * 1e3,
+        "speedup": stock / fast,
+    }
+    if bound:
+        gc = get_code_ms(python, script, max(5, runs // 4))
+        row["get_code_ms"] = gc
+        row["bound"] = stock / (stock - gc / 1e3)
+        saved = stock - fast
+        row["gap_closed"] = saved / (gc / 1e3) if gc else 0.0
+    return row
+
+
+def bench_pass(pycds, python, runs, outdir):
+    """python -c pass: with a large archive set, and with it unset."""
+    big = os.path.join(outdir, "big.pycds")
+    mods = ("json,argparse,email.parser,http.client,asyncio,decimal,"
+            "logging,unittest,xml.dom.minidom,xml.etree.ElementTree,"
+            "urllib.request,http.server,sqlite3,tarfile,zipfile,pydoc,"
+            "multiprocessing,concurrent.futures,ftplib,imaplib,smtplib,"
+            "mailbox,difflib,doctest,pdb,configparser,csv,statistics,"
+            "fractions,ssl,shelve,turtle,tkinter,idlelib.pyshell,"
+            "lib2to3.main,distutils.core,xmlrpc.server,wsgiref.simple_server")
+    build(pycds, python, big, ["-m", mods])
+    size = os.path.getsize(big)
+    env = base_env()
+    stock, fast = alternate([python, "-c", "pass"], env,
+                            dict(env, PYCDS_ARCHIVE=big), runs)
+    return {"archive_bytes": size, "stock_ms": stock * 1e3,
+            "pycds_ms": fast * 1e3, "added_ms": (fast - stock) * 1e3}
+
+
+def bench_unset(python, runs, outdir):
+    """The hook's cost when PYCDS_ARCHIVE is unset: the same interpreter
+    with and without pycds.pth in its site directory."""
+    plain = os.path.join(outdir, "venv-plain")
+    if not os.path.exists(plain):
+        subprocess.run([os.path.realpath(python), "-m", "venv",
+                        "--without-pip", "--system-site-packages", plain],
+                       check=True)
+    env = base_env()
+    hooked, plain_ms = [], []
+    for i in range(runs):
+        order = [(python, hooked), (os.path.join(plain, "bin", "python"),
+                                    plain_ms)]
+        if i % 2:
+            order.reverse()
+        for exe, acc in order:
+            acc.append(spawn_time([exe, "-c", "pass"], env))
+    h, p = statistics.median(hooked), statistics.median(plain_ms)
+    return {"hooked_ms": h * 1e3, "plain_ms": p * 1e3, "ratio": h / p}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("workloads", nargs="*")
+    p.add_argument("--runs", type=int, default=40)
+    p.add_argument("--out", default="build/bench")
+    p.add_argument("--archive", help="use this archive (one workload)")
+    p.add_argument("--quick", action="store_true",
+                   help="only the workload rows, no bound or -c pass rows")
+    a = p.parse_args()
+
+    pycds = os.environ.get("PYCDS", "pycds")
+    python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
+    wdir = os.environ.get("PYCDS_WORKLOADS", "tests/workloads")
+    scripts = a.workloads or [os.path.join(wdir, w) for w in (
+        "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
+        "rich_app.py")]
+    os.makedirs(a.out, exist_ok=True)
+
+    rows = []
+    for s in scripts:
+        if subprocess.run([python, s], env=base_env(), capture_output=True
+                          ).returncode:
+            print(f"bench: skipping {s}: it fails stock", file=sys.stderr)
+            continue
+        rows.append(bench_workload(pycds, python, s, a.archive, a.runs,
+                                   bound=not a.quick))
+    print(f"interpreter: {python}; {a.runs} alternating runs each; "
+          "medians of whole-process wall time")
+    hdr = f"{'workload':<18}{'stock ms':>10}{'pycds ms':>10}{'speedup':>9}"
+    if not a.quick:
+        hdr += f"{'get_code ms':>13}{'bound':>8}{'gap closed':>12}"
+    print(hdr)
+    for r in rows:
+        line = (f"{r['workload']:<18}{r['stock_ms']:>10.1f}"
+                f"{r['pycds_ms']:>10.1f}{r['speedup']:>8.2f}x")
+        if "bound" in r:
+            line += (f"{r['get_code_ms']:>13.1f}{r['bound']:>7.2f}x"
+                     f"{r['gap_closed'] * 100:>11.0f}%")
+        print(line)
+    result = {"python": python, "runs": a.runs, "workloads": rows}
+    if not a.quick:
+        ps = bench_pass(pycds, python, a.runs, a.out)
+        print(f"python -c pass, {ps['archive_bytes'] / 1e6:.1f} MB archive: "
+              f"stock {ps['stock_ms']:.2f} ms, pycds {ps['pycds_ms']:.2f} ms, "
+              f"added {ps['added_ms']:+.2f} ms")
+        un = bench_unset(python, a.runs, a.out)
+        print(f"python -c pass, PYCDS_ARCHIVE unset: with hook "
+              f"{un['hooked_ms']:.2f} ms, without {un['plain_ms']:.2f} ms, "
+              f"ratio {un['ratio']:.3f}")
+        result.update(minimal=ps, unset=un)
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

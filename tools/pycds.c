@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pycds: build, inspect and verify pycds archives.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pycds/reader.h"
+
+#define DEFAULT_PYTHON "/usr/bin/python3"
+
+extern char **environ;
+
+static const char usage_text[] =
+	"usage: pycds build -o FILE [--python PATH] [--base ADDR] -- CMD [ARGS...]\n"
+	"       pycds build -o FILE [--python PATH] [--base ADDR] -m MOD[,MOD...]\n"
+	"       pycds inspect FILE [--modules]\n"
+	"       pycds verify FILE [--python PATH]\n"
+	"       pycds --help | --version\n";
+
+static const char help_text[] =
+	"\n"
+	"Build an archive of ready-made CPython code objects, show what one\n"
+	"holds, or check that one is sound for an interpreter.\n"
+	"\n"
+	"commands:\n"
+	"  build    run CMD with a recorder that notes every module it imports\n"
+	"           from source (or import the modules named with -m and all\n"
+	"           they import), then compile those sources, without running\n"
+	"           them, into FILE.  The same inputs give the same bytes.\n"
+	"  inspect  print the header, interpreter, preferred base, regions and\n"
+	"           module count; --modules lists every module.\n"
+	"  verify   check everything: header, index, checksums, every table\n"
+	"           entry, and that the archive fits the interpreter.  Exit 0\n"
+	"           if sound, 1 with the reason if not.\n"
+	"\n"
+	"options:\n"
+	"  -o, --output FILE  archive to write (replaced atomically)\n"
+	"  --python PATH      interpreter the archive is for (default "
+	DEFAULT_PYTHON ")\n"
+	"  --base ADDR        preferred base address (default 0x200000000000)\n"
+	"  -m MOD[,MOD...]    modules to import instead of a command\n"
+	"  --modules          with inspect: list the modules\n"
+	"\n"
+	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py.\n"
+	"Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+static int usage(void)
+{
+	fputs(usage_text, stderr);
+	return 2;
+}
+
+/* ---- running children ---- */
+
+static int run(char *const argv[], char *const envp[])
+{
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "pycds: failed to fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (!pid) {
+		execvpe(argv[0], argv, envp);
+		fprintf(stderr, "pycds: failed to run %s: %s\n", argv[0],
+			strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* environ without the variables pycds reacts to, plus @extra (NULL-ended). */
+static char **child_env(const char *const *extra)
+{
+	size_t n = 0, k = 0, i;
+	char **env;
+
+	while (environ[n])
+		n++;
+	for (i = 0; extra[i]; i++)
+		;
+	env = calloc(n + i + 1, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (!strncmp(environ[i], "PYCDS_ARCHIVE=", 14) ||
+		    !strncmp(environ[i], "PYCDS_RECORD=", 13) ||
+		    !strncmp(environ[i], "PYTHONHASHSEED=", 15))
+			continue;
+		env[k++] = environ[i];
+	}
+	for (i = 0; extra[i]; i++)
+		env[k++] = (char *)extra[i];
+	env[k] = NULL;
+	return env;
+}
+
+static int find_driver(char *out, size_t len)
+{
+	const char *dir = getenv("PYCDS_LIBDIR");
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (dir && *dir) {
+		snprintf(out, len, "%s/pycds_build.py", dir);
+		return access(out, R_OK);
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return -1;
+	exe[n] = '\0';
+	dir = dirname(exe);
+	snprintf(out, len, "%s/pycds_build.py", dir);
+	if (!access(out, R_OK))
+		return 0;
+	snprintf(out, len, "%s/../lib/pycds/pycds_build.py", dir);
+	return access(out, R_OK);
+}
+
+static int cmd_build(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "python", required_argument, NULL, 'p' },
+		{ "base", required_argument, NULL, 'b' },
+		{ "modules", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *output = NULL, *python = DEFAULT_PYTHON, *base = NULL;
+	const char *mods = NULL;
+	char record[] = "/tmp/pycds-record.XXXXXX";
+	char driver[PATH_MAX], recenv[64 + sizeof(record)];
+	const char *rec_extra[] = { recenv, NULL };
+	const char *build_extra[] = { "PYTHONHASHSEED=0", NULL };
+	char **env = NULL;
+	int c, fd, ret = 1, status;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+o:m:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': output = optarg; break;
+		case 'p': python = optarg; break;
+		case 'b': base = optarg; break;
+		case 'm': mods = optarg; break;
+		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
+		default: return usage();
+		}
+	}
+	if (!output) {
+		fprintf(stderr, "pycds build: -o FILE is required\n");
+		return usage();
+	}
+	if (!!mods == (optind < argc)) {
+		fprintf(stderr,
+			"pycds build: give either -m MOD[,MOD...] or -- CMD [ARGS...]\n");
+		return usage();
+	}
+	if (base) {
+		char *end;
+		unsigned long long b = strtoull(base, &end, 0);
+
+		if (*end || !b || b % PYCDS_PAGE_SIZE) {
+			fprintf(stderr,
+				"pycds build: --base must be a page-aligned address\n");
+			return 2;
+		}
+	}
+	if (find_driver(driver, sizeof(driver))) {
+		fprintf(stderr,
+			"pycds: failed to find pycds_build.py next to the pycds binary\n");
+		return 1;
+	}
+	fd = mkstemp(record);
+	if (fd < 0) {
+		fprintf(stderr, "pycds: failed to create a record file: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	close(fd);
+	snprintf(recenv, sizeof(recenv), "PYCDS_RECORD=%s", record);
+
+	/* 1: run the command with the recorder on. */
+	env = child_env(rec_extra);
+	if (!env)
+		goto out;
+	if (mods) {
+		char *const margv[] = {
+			(char *)python, "-c",
+			"import importlib, sys\n"
+			"for m in sys.argv[1].split(','):\n"
+			"    m = m.strip()\n"
+			"    if m:\n"
+			"        importlib.import_module(m)\n",
+			(char *)mods, NULL,
+		};
+
+		status = run(margv, env);
+	} else {
+		status = run(argv + optind, env);
+	}
+	free(env);
+	if (status < 0)
+		goto out;
+	if (status)
+		fprintf(stderr,
+			"pycds: the command exited with status %d; building from what it imported\n",
+			status);
+
+	/* 2: compile what it imported, with a fixed hash seed. */
+	env = child_env(build_extra);
+	if (!env)
+		goto out;
+	{
+		char *const bargv[] = { (char *)python, driver, "-o",
+					(char *)output,
+					base ? "--base" : record,
+					base ? (char *)base : NULL,
+					base ? record : NULL, NULL };
+
+		ret = run(bargv, env) ? 1 : 0;
+	}
+	free(env);
+out:
+	unlink(record);
+	return ret;
+}
+
+/* ---- reading archives ---- */
+
+static int map_file(const char *path, struct pycds_archive *ar)
+{
+	struct stat st;
+	void *p;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		fprintf(stderr, "pycds: failed to open %s: %s\n", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || !st.st_size) {
+		fprintf(stderr, "pycds: %s: not a regular, non-empty file\n", path);
+		close(fd);
+		return -1;
+	}
+	p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "pycds: failed to map %s: %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	ar->base = p;
+	ar->size = st.st_size;
+	ar->hdr = p;
+	ar->delta = 0;
+	return 0;
+}
+
+static int check_structure(const char *path, struct pycds_archive *ar)
+{
+	char err[PYCDS_ERR_LEN];
+	uint32_t i;
+
+	if (pycds_header_check(ar->base, ar->size, err, sizeof(err)) ||
+	    pycds_meta_check(ar, err, sizeof(err))) {
+		fprintf(stderr, "pycds: %s: %s\n", path, err);
+		return -1;
+	}
+	for (i = 0; i < ar->hdr->nr_modules; i++) {
+		if (pycds_module_check(ar, i, NULL, err, sizeof(err))) {
+			fprintf(stderr, "pycds: %s: %s\n", path, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void print_hex(const uint8_t *p, size_t n)
+{
+	while (n--)
+		printf("%02x", *p++);
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "modules", no_argument, NULL, 'M' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct pycds_archive ar;
+	const struct pycds_header *h;
+	char err[PYCDS_ERR_LEN];
+	int c, list = 0;
+	uint32_t i, packages = 0;
+	unsigned int r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'M': list = 1; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: return usage();
+		}
+	}
+	if (optind + 1 != argc)
+		return usage();
+	if (map_file(argv[optind], &ar))
+		return 1;
+	if (pycds_header_check(ar.base, ar.size, err, sizeof(err)) ||
+	    pycds_meta_check(&ar, err, sizeof(err))) {
+		fprintf(stderr, "pycds: %s: %s\n", argv[optind], err);
+		return 1;
+	}
+	h = ar.hdr;
+	for (i = 0; i < h->nr_modules; i++)
+		packages += !!(pycds_module_get(&ar, i)->flags & PYCDS_MOD_PACKAGE);
+	printf("archive:         %s\n", argv[optind]);
+	printf("format:          %u\n", h->version);
+	printf("size:            %llu bytes\n", (unsigned long long)h->file_size);
+	printf("interpreter:     Python %u.%u.%u (hexversion 0x%08x), cache tag %.16s, abiflags '%.8s', optimize %u\n",
+	       h->interp.hexversion >> 24, (h->interp.hexversion >> 16) & 0xff,
+	       (h->interp.hexversion >> 8) & 0xff, h->interp.hexversion,
+	       h->interp.cache_tag, h->interp.abiflags, h->interp.optimize);
+	printf("build id:        ");
+	print_hex(h->interp.build_id,
+		  h->interp.build_id_len < 32 ? h->interp.build_id_len : 32);
+	printf("\npreferred base:  0x%llx\n",
+	       (unsigned long long)h->preferred_base);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		printf("region %-8s offset 0x%llx, %llu bytes\n",
+		       pycds_region_name(r), (unsigned long long)h->regions[r].off,
+		       (unsigned long long)h->regions[r].size);
+	printf("modules:         %u (%u packages)\n", h->nr_modules, packages);
+	printf("relocations:     %llu internal, %llu image, %llu fixups\n",
+	       (unsigned long long)h->nr_relocs, (unsigned long long)h->nr_images,
+	       (unsigned long long)h->nr_fixups);
+	if (list) {
+		for (i = 0; i < h->nr_modules; i++) {
+			const struct pycds_module *m = pycds_module_get(&ar, i);
+			size_t nl, ol;
+			const char *n = pycds_module_name(&ar, m, &nl);
+			const char *o = pycds_module_origin(&ar, m, &ol);
+
+			printf("  %-40.*s %.*s%s\n", (int)nl, n, (int)ol, o,
+			       m->flags & PYCDS_MOD_PACKAGE ? " (package)" : "");
+		}
+	}
+	munmap((void *)ar.base, ar.size);
+	return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "python", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *python = DEFAULT_PYTHON;
+	struct pycds_archive ar;
+	const char *none[] = { NULL };
+	char **env;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': python = optarg; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: return usage();
+		}
+	}
+	if (optind + 1 != argc)
+		return usage();
+	if (map_file(argv[optind], &ar))
+		return 1;
+	ret = check_structure(argv[optind], &ar);
+	munmap((void *)ar.base, ar.size);
+	if (ret)
+		return 1;
+
+	/* Image pointers and identity can only be checked by the
+	 * interpreter the archive is for. */
+	env = child_env(none);
+	if (!env)
+		return 1;
+	{
+		char *const vargv[] = {
+			(char *)python, "-c",
+			"import sys\n"
+			"try:\n"
+			"    import _pycds\n"
+			"except ImportError:\n"
+			"    print(f'pycds: _pycds is not installed for {sys.executable}', file=sys.stderr)\n"
+			"    sys.exit(1)\n"
+			"try:\n"
+			"    _pycds.verify(sys.argv[1])\n"
+			"except (ValueError, OSError) as e:\n"
+			"    print(f'pycds: {sys.argv[1]}: {e}', file=sys.stderr)\n"
+			"    sys.exit(1)\n",
+			argv[optind], NULL,
+		};
+
+		ret = run(vargv, env);
+	}
+	free(env);
+	if (ret)
+		return 1;
+	printf("%s: sound for %s\n", argv[optind], python);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage();
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		fputs(usage_text, stdout);
+		fputs(help_text, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("pycds archive format %d\n", PYCDS_FORMAT_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "build"))
+		return cmd_build(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return cmd_verify(argc - 1, argv + 1);
+	fprintf(stderr, "pycds: unknown command '%s'\n", argv[1]);
+	return usage();
+}

@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: MIT
+"""Compile recorded modules and write a pycds archive.
+
+Run by `pycds build` with the target interpreter, under PYTHONHASHSEED=0 so
+that the same inputs give a byte-identical archive.  Module bodies are never
+executed: sources are compiled the way importlib compiles them.
+"""
+import os
+import sys
+
+
+def fail(msg):
+    print(f"pycds: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_records(paths):
+    """name -> origin from the recorder's 'name<TAB>origin' lines."""
+    found, conflicts = {}, set()
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            name, sep, origin = line.partition("\t")
+            if not sep or not name or name == "__main__":
+                continue
+            if found.setdefault(name, origin) != origin:
+                conflicts.add(name)
+    return found, conflicts
+
+
+def compile_module(name, origin):
+    """(entry, None) or (None, reason)."""
+    for _ in range(3):
+        try:
+            st = os.stat(origin)
+            with open(origin, "rb") as f:
+                source = f.read()
+            after = os.stat(origin)
+        except OSError as e:
+            return None, f"cannot read {origin}: {e.strerror}"
+        if (st.st_mtime_ns, st.st_size) == (after.st_mtime_ns, after.st_size):
+            break
+    else:
+        return None, f"{origin} keeps changing"
+    try:
+        code = compile(source, origin, "exec", dont_inherit=True, optimize=-1)
+    except (SyntaxError, ValueError) as e:
+        return None, f"does not compile: {e}"
+    is_package = os.path.basename(origin) == "__init__.py"
+    return (name, origin, is_package, int(st.st_mtime), st.st_size, code), None
+
+
+def main(argv):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="pycds build")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--base", type=lambda s: int(s, 0), default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("records", nargs="+")
+    a = p.parse_args(argv)
+
+    try:
+        import _pycds
+    except ImportError:
+        fail(f"_pycds is not installed for {sys.executable} "
+             f"(run: make install PYTHON={sys.executable})")
+
+    found, conflicts = read_records(a.records)
+    if not found:
+        fail("no modules were recorded: did the command import anything "
+             "from source, and is the pycds hook installed for its "
+             "interpreter?")
+    modules, left_out = [], []
+    for name in sorted(found):
+        if name in conflicts:
+            left_out.append((name, "imported from different files"))
+            continue
+        entry, why = compile_module(name, found[name])
+        if entry:
+            modules.append(entry)
+        else:
+            left_out.append((name, why))
+    kw = {} if a.base is None else {"base": a.base}
+    summary, skipped = _pycds.write(a.output, modules, **kw)
+    left_out += skipped
+    if not a.quiet:
+        print(f"pycds: wrote {a.output}: {summary['modules']} modules, "
+              f"{summary['size']} bytes (code {summary['code']}, "
+              f"data {summary['data']}, cold {summary['cold']}), "
+              f"base 0x{summary['base']:x}")
+        for name, why in sorted(left_out):
+            print(f"pycds: left out {name}: {why}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

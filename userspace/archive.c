@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Archive reader and validator.  Every offset, length and table entry is
+ * checked against the bytes available before it is used.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "pycds/reader.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* Is [off, off + len) inside [0, size)?  Overflow-safe. */
+static int in_file(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off <= size && len <= size - off;
+}
+
+/* Does a table of @count entries of @esize bytes at @off fit in @size? */
+static int table_fits(uint64_t off, uint64_t count, uint64_t esize,
+		      uint64_t size)
+{
+	if (off > size || off % 8)
+		return 0;
+	return count <= (size - off) / esize;
+}
+
+uint64_t pycds_name_hash(const char *name, size_t len)
+{
+	return XXH3_64bits(name, len);
+}
+
+static uint64_t header_sum(const struct pycds_header *h)
+{
+	struct pycds_header copy;
+
+	memcpy(&copy, h, sizeof(copy));
+	copy.header_checksum = 0;
+	return XXH3_64bits(&copy, sizeof(copy));
+}
+
+int pycds_header_check(const void *base, size_t size, char *err,
+		       size_t errlen)
+{
+	const struct pycds_header *h = base;
+	unsigned int i;
+
+	if (size < sizeof(*h))
+		return fail(err, errlen, "file too short for a header (%zu bytes)",
+			    size);
+	if (memcmp(h->magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN))
+		return fail(err, errlen, "not a pycds archive (bad magic)");
+	if (h->version != PYCDS_FORMAT_VERSION)
+		return fail(err, errlen, "format version %u, expected %u",
+			    h->version, PYCDS_FORMAT_VERSION);
+	if (h->header_size != sizeof(*h))
+		return fail(err, errlen, "header size %u, expected %zu",
+			    h->header_size, sizeof(*h));
+	if (h->file_size != size)
+		return fail(err, errlen,
+			    "file is %zu bytes, header says %llu (truncated?)",
+			    size, (unsigned long long)h->file_size);
+	if (header_sum(h) != h->header_checksum)
+		return fail(err, errlen, "header checksum mismatch");
+	if (!h->preferred_base || h->preferred_base % PYCDS_PAGE_SIZE ||
+	    h->preferred_base >= (1ULL << 47) ||
+	    h->file_size > (1ULL << 47) - h->preferred_base)
+		return fail(err, errlen, "bad preferred base 0x%llx",
+			    (unsigned long long)h->preferred_base);
+	for (i = 0; i < PYCDS_NR_REGIONS; i++) {
+		const struct pycds_span *r = &h->regions[i];
+
+		if (!in_file(r->off, r->size, size) || r->off % PYCDS_PAGE_SIZE)
+			return fail(err, errlen, "region %s out of bounds",
+				    pycds_region_name(i));
+		if (r->off < sizeof(*h) && r->size)
+			return fail(err, errlen, "region %s overlaps the header",
+				    pycds_region_name(i));
+	}
+	if (!table_fits(h->modules_off, h->nr_modules,
+			sizeof(struct pycds_module), size))
+		return fail(err, errlen, "module table out of bounds");
+	if (!h->nr_buckets || h->nr_buckets & (h->nr_buckets - 1) ||
+	    h->nr_buckets <= h->nr_modules ||
+	    !table_fits(h->buckets_off, h->nr_buckets, sizeof(uint32_t), size))
+		return fail(err, errlen, "bucket table malformed");
+	if (!in_file(h->names.off, h->names.size, size) ||
+	    h->names.size > UINT32_MAX)
+		return fail(err, errlen, "names blob out of bounds");
+	if (!table_fits(h->relocs_off, h->nr_relocs, sizeof(uint32_t), size))
+		return fail(err, errlen, "relocation table out of bounds");
+	if (!table_fits(h->images_off, h->nr_images,
+			sizeof(struct pycds_image_reloc), size))
+		return fail(err, errlen, "image table out of bounds");
+	if (!table_fits(h->fixups_off, h->nr_fixups, sizeof(struct pycds_fixup),
+			size))
+		return fail(err, errlen, "fixup table out of bounds");
+	return 0;
+}
+
+int pycds_interp_check(const struct pycds_header *hdr,
+		       const struct pycds_interp *want, char *err,
+		       size_t errlen)
+{
+	const struct pycds_interp *have = &hdr->interp;
+
+	if (have->hexversion != want->hexversion)
+		return fail(err, errlen,
+			    "built for Python %08x, this is %08x",
+			    have->hexversion, want->hexversion);
+	if (have->pyc_magic != want->pyc_magic)
+		return fail(err, errlen, "bytecode magic %08x, expected %08x",
+			    have->pyc_magic, want->pyc_magic);
+	if (memcmp(have->cache_tag, want->cache_tag, sizeof(have->cache_tag)))
+		return fail(err, errlen, "built for cache tag %.16s, this is %.16s",
+			    have->cache_tag, want->cache_tag);
+	if (memcmp(have->abiflags, want->abiflags, sizeof(have->abiflags)))
+		return fail(err, errlen, "built for ABI flags '%.8s', this is '%.8s'",
+			    have->abiflags, want->abiflags);
+	if (have->build_id_len != want->build_id_len ||
+	    have->build_id_len > sizeof(have->build_id) ||
+	    memcmp(have->build_id, want->build_id, have->build_id_len))
+		return fail(err, errlen,
+			    "built for another interpreter binary (build ID differs)");
+	if (have->layout != want->layout)
+		return fail(err, errlen, "object layout differs from this build");
+	if (have->runtime_addr != want->runtime_addr)
+		return fail(err, errlen, "interpreter image layout differs");
+	if (have->optimize != want->optimize)
+		return fail(err, errlen,
+			    "compiled at optimization level %u, process runs at %u",
+			    have->optimize, want->optimize);
+	return 0;
+}
+
+const struct pycds_module *pycds_module_get(const struct pycds_archive *ar,
+					    uint32_t idx)
+{
+	const struct pycds_module *mods = pycds_ptr(ar, ar->hdr->modules_off);
+
+	if (idx >= ar->hdr->nr_modules)
+		return NULL;
+	return &mods[idx];
+}
+
+const char *pycds_module_name(const struct pycds_archive *ar,
+			      const struct pycds_module *m, size_t *len)
+{
+	*len = m->name_len;
+	return pycds_ptr(ar, ar->hdr->names.off + m->name_off);
+}
+
+const char *pycds_module_origin(const struct pycds_archive *ar,
+				const struct pycds_module *m, size_t *len)
+{
+	*len = m->origin_len;
+	return pycds_ptr(ar, ar->hdr->names.off + m->origin_off);
+}
+
+static int module_entry_check(const struct pycds_archive *ar, uint32_t idx,
+			      char *err, size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_module *m = pycds_module_get(ar, idx);
+	unsigned int r;
+
+	if (!in_file(m->name_off, m->name_len, h->names.size) || !m->name_len)
+		return fail(err, errlen, "module %u: name out of bounds", idx);
+	if (!in_file(m->origin_off, m->origin_len, h->names.size) ||
+	    !m->origin_len)
+		return fail(err, errlen, "module %u: origin out of bounds", idx);
+	if (m->flags & ~PYCDS_MOD_PACKAGE)
+		return fail(err, errlen, "module %u: unknown flags 0x%x", idx,
+			    m->flags);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		const struct pycds_span *reg = &h->regions[r];
+
+		if (!m->span_size[r])
+			continue;
+		if (m->span_off[r] < reg->off || m->span_off[r] % 8 ||
+		    !in_file(m->span_off[r] - reg->off, m->span_size[r],
+			     reg->size))
+			return fail(err, errlen,
+				    "module %u: %s span outside its region", idx,
+				    pycds_region_name(r));
+	}
+	if (!in_file(m->reloc_first, m->reloc_count, h->nr_relocs) ||
+	    !in_file(m->image_first, m->image_count, h->nr_images) ||
+	    !in_file(m->fixup_first, m->fixup_count, h->nr_fixups))
+		return fail(err, errlen, "module %u: table slice out of bounds",
+			    idx);
+	if (m->root < m->span_off[PYCDS_REGION_CODE] || m->root % 8 ||
+	    m->root - m->span_off[PYCDS_REGION_CODE] >=
+		    m->span_size[PYCDS_REGION_CODE])
+		return fail(err, errlen, "module %u: code object out of bounds",
+			    idx);
+	return 0;
+}
+
+int pycds_meta_check(const struct pycds_archive *ar, char *err,
+		     size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const uint32_t *buckets = pycds_ptr(ar, h->buckets_off);
+	XXH3_state_t st;
+	uint32_t i;
+	int ret;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, pycds_ptr(ar, h->modules_off),
+			   (size_t)h->nr_modules * sizeof(struct pycds_module));
+	XXH3_64bits_update(&st, buckets, (size_t)h->nr_buckets * 4);
+	XXH3_64bits_update(&st, pycds_ptr(ar, h->names.off), h->names.size);
+	if (XXH3_64bits_digest(&st) != h->meta_checksum)
+		return fail(err, errlen, "index checksum mismatch");
+	for (i = 0; i < h->nr_buckets; i++)
+		if (buckets[i] > h->nr_modules)
+			return fail(err, errlen, "bucket %u out of range", i);
+	for (i = 0; i < h->nr_modules; i++) {
+		ret = module_entry_check(ar, i, err, errlen);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+long pycds_index_lookup(const struct pycds_archive *ar, const char *name,
+			size_t len)
+{
+	const struct pycds_header *h = ar->hdr;
+	const uint32_t *buckets = pycds_ptr(ar, h->buckets_off);
+	uint32_t mask = h->nr_buckets - 1;
+	uint32_t pos = (uint32_t)pycds_name_hash(name, len) & mask;
+	uint32_t n;
+
+	for (n = 0; n < h->nr_buckets; n++, pos = (pos + 1) & mask) {
+		const struct pycds_module *m;
+		const char *mname;
+		size_t mlen;
+		uint32_t v = buckets[pos];
+
+		if (!v)
+			return -1;
+		m = pycds_module_get(ar, v - 1);
+		if (!m)
+			return -1;
+		mname = pycds_module_name(ar, m, &mlen);
+		if (mlen == len && !memcmp(mname, name, len))
+			return v - 1;
+	}
+	return -1;
+}
+
+/* Index of the module span holding [off, off + len), or -1. */
+static int span_of(const struct pycds_module *m, uint64_t off, uint64_t len)
+{
+	unsigned int r;
+
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		if (off >= m->span_off[r] &&
+		    in_file(off - m->span_off[r], len, m->span_size[r]))
+			return r;
+	return -1;
+}
+
+static uint64_t load_slot(const struct pycds_archive *ar, uint32_t slot)
+{
+	uint64_t v;
+
+	memcpy(&v, ar->base + slot, sizeof(v));
+	return v;
+}
+
+static int static_ok(const struct pycds_image_ctx *img, uint64_t addr)
+{
+	uint64_t type;
+	unsigned int i, j;
+
+	if (addr % 8)
+		return 0;
+	for (i = 0; i < img->nr_static; i++) {
+		if (addr < img->static_lo[i] || addr >= img->static_hi[i] ||
+		    img->static_hi[i] - addr < 16)
+			continue;
+		memcpy(&type, (const void *)(uintptr_t)(addr + 8), sizeof(type));
+		for (j = 0; j < img->nr_static_types; j++)
+			if (type == img->static_types[j])
+				return 1;
+		return 0;
+	}
+	return 0;
+}
+
+static uint64_t module_sum(const struct pycds_archive *ar,
+			   const struct pycds_module *m)
+{
+	const struct pycds_header *h = ar->hdr;
+	XXH3_state_t st;
+	unsigned int r;
+
+	XXH3_64bits_reset(&st);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		XXH3_64bits_update(&st, ar->base + m->span_off[r],
+				   m->span_size[r]);
+	XXH3_64bits_update(&st, ar->base + h->relocs_off +
+				       (uint64_t)m->reloc_first * 4,
+			   (size_t)m->reloc_count * 4);
+	XXH3_64bits_update(&st, ar->base + h->images_off +
+				       (uint64_t)m->image_first * 8,
+			   (size_t)m->image_count * 8);
+	XXH3_64bits_update(&st, ar->base + h->fixups_off +
+				       (uint64_t)m->fixup_first * 8,
+			   (size_t)m->fixup_count * 8);
+	return XXH3_64bits_digest(&st);
+}
+
+int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
+		       const struct pycds_image_ctx *img, char *err,
+		       size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_module *m = pycds_module_get(ar, idx);
+	const uint32_t *relocs;
+	const struct pycds_image_reloc *images;
+	const struct pycds_fixup *fixups;
+	uint32_t i;
+	int ret;
+
+	if (!m)
+		return fail(err, errlen, "module %u does not exist", idx);
+	ret = module_entry_check(ar, idx, err, errlen);
+	if (ret)
+		return ret;
+	if (module_sum(ar, m) != m->checksum)
+		return fail(err, errlen, "module %u: checksum mismatch", idx);
+
+	relocs = pycds_ptr(ar, h->relocs_off);
+	relocs += m->reloc_first;
+	for (i = 0; i < m->reloc_count; i++) {
+		uint64_t v, target;
+
+		if (relocs[i] % 8 || span_of(m, relocs[i], 8) < 0)
+			return fail(err, errlen,
+				    "module %u: relocation %u slot outside the module",
+				    idx, i);
+		v = load_slot(ar, relocs[i]);
+		target = v - h->preferred_base;
+		if (v < h->preferred_base || target % 8 ||
+		    span_of(m, target, 16) < 0)
+			return fail(err, errlen,
+				    "module %u: relocation %u points outside the module",
+				    idx, i);
+	}
+
+	images = pycds_ptr(ar, h->images_off);
+	images += m->image_first;
+	for (i = 0; i < m->image_count; i++) {
+		uint32_t kind = images[i].kind;
+		uint64_t v;
+
+		if (images[i].slot % 8 || span_of(m, images[i].slot, 8) < 0)
+			return fail(err, errlen,
+				    "module %u: image slot %u outside the module",
+				    idx, i);
+		if (!kind || kind >= PYCDS_IMG_NR_KINDS)
+			return fail(err, errlen,
+				    "module %u: image slot %u has unknown kind %u",
+				    idx, i, kind);
+		if (!img)
+			continue;
+		v = load_slot(ar, images[i].slot) + img->bias;
+		if (kind == PYCDS_IMG_STATIC ? !static_ok(img, v)
+					     : v != img->expect[kind])
+			return fail(err, errlen,
+				    "module %u: image slot %u does not point to a %s",
+				    idx, i, pycds_image_kind_name(kind));
+	}
+
+	fixups = pycds_ptr(ar, h->fixups_off);
+	fixups += m->fixup_first;
+	for (i = 0; i < m->fixup_count; i++) {
+		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0)
+			return fail(err, errlen,
+				    "module %u: fixup %u slot outside the module",
+				    idx, i);
+		if (fixups[i].kind != PYCDS_FIX_INTERN &&
+		    fixups[i].kind != PYCDS_FIX_FROZENSET)
+			return fail(err, errlen,
+				    "module %u: fixup %u has unknown kind %u", idx,
+				    i, fixups[i].kind);
+	}
+	return 0;
+}
+
+void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,
+			   uint64_t bias)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_module *m = pycds_module_get(ar, idx);
+	uint8_t *base = (uint8_t *)ar->base;
+	uint64_t delta = (uint64_t)ar->delta;
+	const uint32_t *relocs = pycds_ptr(ar, h->relocs_off);
+	const struct pycds_image_reloc *images = pycds_ptr(ar, h->images_off);
+	uint32_t i;
+
+	if (delta) {
+		relocs += m->reloc_first;
+		for (i = 0; i < m->reloc_count; i++)
+			*(uint64_t *)(base + relocs[i]) += delta;
+	}
+	if (bias) {
+		images += m->image_first;
+		for (i = 0; i < m->image_count; i++)
+			*(uint64_t *)(base + images[i].slot) += bias;
+	}
+}
+
+const char *pycds_region_name(unsigned int id)
+{
+	static const char *const names[PYCDS_NR_REGIONS] = {
+		[PYCDS_REGION_CODE] = "code",
+		[PYCDS_REGION_DATA] = "data",
+		[PYCDS_REGION_COLD] = "cold",
+	};
+
+	return id < PYCDS_NR_REGIONS ? names[id] : "?";
+}
+
+const char *pycds_image_kind_name(unsigned int kind)
+{
+	static const char *const names[PYCDS_IMG_NR_KINDS] = {
+		[PYCDS_IMG_TYPE_STR] = "str type",
+		[PYCDS_IMG_TYPE_BYTES] = "bytes type",
+		[PYCDS_IMG_TYPE_INT] = "int type",
+		[PYCDS_IMG_TYPE_FLOAT] = "float type",
+		[PYCDS_IMG_TYPE_COMPLEX] = "complex type",
+		[PYCDS_IMG_TYPE_TUPLE] = "tuple type",
+		[PYCDS_IMG_TYPE_FROZENSET] = "frozenset type",
+		[PYCDS_IMG_TYPE_CODE] = "code type",
+		[PYCDS_IMG_NONE] = "None",
+		[PYCDS_IMG_TRUE] = "True",
+		[PYCDS_IMG_FALSE] = "False",
+		[PYCDS_IMG_ELLIPSIS] = "Ellipsis",
+		[PYCDS_IMG_STATIC] = "static object",
+	};
+
+	return kind && kind < PYCDS_IMG_NR_KINDS ? names[kind] : "?";
+}

@@ -1,0 +1,837 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The runtime: map an archive at its preferred base, check it, and serve
+ * imports from it through a meta-path finder placed just before the path
+ * finder.  Any problem with the archive is one "pycds:" line on stderr and
+ * the process goes on with normal imports.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pycds_py.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
+
+static struct {
+	int enabled;
+	int verbose;
+	char *path;
+	struct pycds_archive ar;
+	uint8_t *map;
+	size_t map_size;
+	uint8_t *state;			/* enum mod_state, per module */
+	struct pycds_image image;
+	struct pycds_image_ctx ctx;
+	unsigned long long hits, misses, stale, rejected;
+	unsigned long long interned, redirected, prepare_ns;
+	PyObject *error;		/* str, or NULL while in use */
+	PyObject *find_spec;		/* PathFinder.find_spec */
+	PyObject *source_loader;	/* SourceFileLoader */
+	PyObject *base_get_code;	/* SourceLoader.get_code */
+	PyObject *archive_loader;	/* our SourceFileLoader subclass */
+	PyObject *finder;
+} g;
+
+/* One line on stderr, prefixed and naming the archive. */
+static void report(const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void report(const char *path, const char *fmt, ...)
+{
+	char msg[PYCDS_ERR_LEN + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "pycds: %s: %s\n", path, msg);
+	fflush(stderr);
+}
+
+static void set_error(const char *path, const char *msg)
+{
+	report(path, "%s", msg);
+	Py_XDECREF(g.error);
+	g.error = PyUnicode_FromString(msg);
+	if (!g.error)
+		PyErr_Clear();
+}
+
+/* ---- mapping and checking ---- */
+
+static int trust_check(int fd, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(fd, &st)) {
+		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "not a regular file");
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+			 "owned by uid %u, neither root nor this user",
+			 (unsigned int)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "writable by group or others (mode %04o)",
+			 (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
+	if ((uint64_t)st.st_size < sizeof(struct pycds_header)) {
+		snprintf(err, errlen, "file too short for a header (%lld bytes)",
+			 (long long)st.st_size);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open, check ownership, and map @path.  With @fixed, try the preferred
+ * base first.  Fills @ar (base, size, hdr, delta).  Returns the mapping.
+ */
+static void *archive_map(const char *path, int fixed, int prot,
+			 struct pycds_archive *ar, char *err, size_t errlen)
+{
+	struct pycds_header hdr;
+	struct stat st;
+	void *p = MAP_FAILED, *want;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (trust_check(fd, err, errlen) || fstat(fd, &st))
+		goto out_close;
+	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+		snprintf(err, errlen, "cannot read the header");
+		goto out_close;
+	}
+	if (memcmp(hdr.magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN)) {
+		snprintf(err, errlen, "not a pycds archive (bad magic)");
+		goto out_close;
+	}
+	want = (void *)(uintptr_t)hdr.preferred_base;
+	if (fixed && hdr.preferred_base &&
+	    hdr.preferred_base % PYCDS_PAGE_SIZE == 0 &&
+	    hdr.preferred_base < (1ULL << 47)) {
+		p = mmap(want, st.st_size, prot, MAP_PRIVATE | MAP_FIXED_NOREPLACE,
+			 fd, 0);
+		if (p != MAP_FAILED && p != want) {
+			/* A kernel that ignores the flag placed it elsewhere. */
+			munmap(p, st.st_size);
+			p = MAP_FAILED;
+		}
+	}
+	if (p == MAP_FAILED)
+		p = mmap(NULL, st.st_size, prot, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map: %s", strerror(errno));
+		goto out_close;
+	}
+	close(fd);
+	ar->base = p;
+	ar->size = st.st_size;
+	ar->hdr = p;
+	ar->delta = (int64_t)((uintptr_t)p - (uintptr_t)hdr.preferred_base);
+	return p;
+out_close:
+	close(fd);
+	return NULL;
+}
+
+/* Header, interpreter identity and index.  Returns 0 or -1 with @err. */
+static int archive_check(const struct pycds_archive *ar,
+			 const struct pycds_image *img, char *err,
+			 size_t errlen)
+{
+	struct pycds_interp want;
+
+	if (pycds_header_check(ar->base, ar->size, err, errlen))
+		return -1;
+	if (pycds_interp_fill(&want, img)) {
+		PyErr_Clear();
+		snprintf(err, errlen, "cannot identify this interpreter");
+		return -1;
+	}
+	if (pycds_interp_check(ar->hdr, &want, err, errlen))
+		return -1;
+	return pycds_meta_check(ar, err, errlen) ? -1 : 0;
+}
+
+/* ---- preparing a module on first use ---- */
+
+static int apply_fixups(const struct pycds_module *m, int kind, char *err,
+			size_t errlen)
+{
+	const struct pycds_fixup *f = pycds_ptr(&g.ar, g.ar.hdr->fixups_off);
+	uint32_t i;
+
+	f += m->fixup_first;
+	for (i = 0; i < m->fixup_count; i++) {
+		PyObject **slot, *o, *t, *keys;
+
+		if ((int)f[i].kind != kind)
+			continue;
+		slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
+		o = *slot;
+		if (kind == PYCDS_FIX_INTERN) {
+			if (!PyUnicode_CheckExact(o))
+				goto bad_type;
+			t = o;
+			Py_INCREF(t);
+			PyUnicode_InternInPlace(&t);
+			/* An equal string was interned first: use it, and keep
+			 * the reference for the archive. */
+			g.interned++;
+			if (t != o) {
+				*slot = t;
+				g.redirected++;
+			} else {
+				Py_DECREF(t);
+			}
+		} else {
+			if (!PyFrozenSet_CheckExact(o))
+				goto bad_type;
+			/* The table depends on this process's hash seed, so
+			 * rehash every key: from a set, CPython would copy
+			 * the archived hashes. */
+			keys = PySequence_List(o);
+			t = keys ? PyFrozenSet_New(keys) : NULL;
+			Py_XDECREF(keys);
+			if (!t) {
+				PyErr_Clear();
+				snprintf(err, errlen, "cannot rebuild frozenset");
+				return -1;
+			}
+			*slot = t;
+		}
+	}
+	return 0;
+bad_type:
+	snprintf(err, errlen, "fixup %u points to a %s", i,
+		 kind == PYCDS_FIX_INTERN ? "non-str" : "non-frozenset");
+	return -1;
+}
+
+static PyObject *module_prepare(uint32_t idx, const char *name)
+{
+	const struct pycds_module *m = pycds_module_get(&g.ar, idx);
+	char err[PYCDS_ERR_LEN];
+	PyObject *code;
+
+	if (g.state[idx] == MOD_BAD)
+		return NULL;
+	if (g.state[idx] == MOD_NEW) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (pycds_module_check(&g.ar, idx, &g.ctx, err, sizeof(err)))
+			goto bad;
+		pycds_module_relocate(&g.ar, idx, g.ctx.bias);
+		code = (PyObject *)pycds_ptr(&g.ar, m->root);
+		if (Py_TYPE(code) != &PyCode_Type) {
+			snprintf(err, sizeof(err), "root is not a code object");
+			goto bad;
+		}
+		if (apply_fixups(m, PYCDS_FIX_INTERN, err, sizeof(err)) ||
+		    apply_fixups(m, PYCDS_FIX_FROZENSET, err, sizeof(err)))
+			goto bad;
+		g.state[idx] = MOD_READY;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		g.prepare_ns += (t1.tv_sec - t0.tv_sec) * 1000000000ULL +
+				t1.tv_nsec - t0.tv_nsec;
+	}
+	return (PyObject *)pycds_ptr(&g.ar, m->root);
+bad:
+	g.state[idx] = MOD_BAD;
+	g.rejected++;
+	report(g.path, "module %s: %s", name, err);
+	return NULL;
+}
+
+/* ---- the loader ---- */
+
+static long lookup_str(PyObject *name)
+{
+	Py_ssize_t len;
+	const char *s = PyUnicode_AsUTF8AndSize(name, &len);
+
+	if (!s) {
+		PyErr_Clear();
+		return -1;
+	}
+	return pycds_index_lookup(&g.ar, s, len);
+}
+
+static int origin_equal(const struct pycds_module *m, PyObject *path)
+{
+	Py_ssize_t len;
+	size_t olen;
+	const char *s, *o;
+
+	if (!PyUnicode_Check(path))
+		return 0;
+	s = PyUnicode_AsUTF8AndSize(path, &len);
+	if (!s) {
+		PyErr_Clear();
+		return 0;
+	}
+	o = pycds_module_origin(&g.ar, m, &olen);
+	return (size_t)len == olen && !memcmp(s, o, olen);
+}
+
+/* The source is unchanged when its whole-second mtime and its size are,
+ * as for a timestamp-based .pyc. */
+static int source_fresh(const struct pycds_module *m)
+{
+	char path[4096];
+	size_t len;
+	const char *o = pycds_module_origin(&g.ar, m, &len);
+	struct stat st;
+
+	if (len >= sizeof(path))
+		return 0;
+	memcpy(path, o, len);
+	path[len] = '\0';
+	if (stat(path, &st))
+		return 0;
+	return st.st_mtim.tv_sec == m->src_mtime &&
+	       (uint64_t)st.st_size == m->src_size;
+}
+
+/* ArchiveLoader.get_code(self, fullname) */
+static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
+				 Py_ssize_t nargs)
+{
+	const struct pycds_module *m;
+	PyObject *self, *name, *path, *code;
+	long idx;
+
+	(void)module;
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError,
+				"get_code() takes exactly one argument");
+		return NULL;
+	}
+	self = args[0];
+	name = args[1];
+	if (!g.enabled || !PyUnicode_Check(name))
+		goto fallback;
+	idx = lookup_str(name);
+	if (idx < 0)
+		goto fallback;
+	m = pycds_module_get(&g.ar, (uint32_t)idx);
+	path = PyObject_GetAttrString(self, "path");
+	if (!path)
+		return NULL;
+	if (!origin_equal(m, path)) {
+		Py_DECREF(path);
+		g.misses++;
+		goto fallback;
+	}
+	Py_DECREF(path);
+	if (!source_fresh(m)) {
+		g.stale++;
+		goto fallback;
+	}
+	code = module_prepare((uint32_t)idx, PyUnicode_AsUTF8(name));
+	if (!code) {
+		g.misses++;
+		goto fallback;
+	}
+	g.hits++;
+	return Py_NewRef(code);
+fallback:
+	return PyObject_CallFunctionObjArgs(g.base_get_code, self, name, NULL);
+}
+
+static PyMethodDef loader_get_code_def = {
+	"get_code", (PyCFunction)(void (*)(void))loader_get_code, METH_FASTCALL,
+	"Return the module's code object from the archive when its source is "
+	"unchanged, else compile or load it as SourceFileLoader does.",
+};
+
+static PyObject *make_loader_type(PyObject *module)
+{
+	PyObject *func, *meth, *dict, *type = NULL;
+
+	func = PyCFunction_NewEx(&loader_get_code_def, module, NULL);
+	if (!func)
+		return NULL;
+	meth = PyInstanceMethod_New(func);
+	Py_DECREF(func);
+	if (!meth)
+		return NULL;
+	dict = Py_BuildValue("{s:N,s:s,s:s}", "get_code", meth, "__module__",
+			     "_pycds", "__doc__",
+			     "A SourceFileLoader whose code objects come from a "
+			     "pycds archive.");
+	if (!dict)
+		return NULL;
+	type = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
+				     "ArchiveLoader", g.source_loader, dict);
+	Py_DECREF(dict);
+	return type;
+}
+
+/* ---- the finder ---- */
+
+typedef struct {
+	PyObject_HEAD
+} FinderObject;
+
+static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
+				  Py_ssize_t nargs)
+{
+	const struct pycds_module *m;
+	PyObject *name, *spec, *origin, *loader;
+	long idx;
+
+	(void)self;
+	if (nargs < 1 || nargs > 3 || !PyUnicode_Check(args[0])) {
+		PyErr_SetString(PyExc_TypeError,
+				"find_spec(fullname, path=None, target=None)");
+		return NULL;
+	}
+	name = args[0];
+	if (!g.enabled)
+		Py_RETURN_NONE;
+	idx = lookup_str(name);
+	if (idx < 0) {
+		g.misses++;
+		Py_RETURN_NONE;
+	}
+	m = pycds_module_get(&g.ar, (uint32_t)idx);
+
+	/* Ask the path finder where the module lives: the archive serves it
+	 * only for the same file. */
+	spec = PyObject_Vectorcall(g.find_spec, args, nargs, NULL);
+	if (!spec || spec == Py_None)
+		return spec;
+	loader = PyObject_GetAttrString(spec, "loader");
+	origin = PyObject_GetAttrString(spec, "origin");
+	if (!loader || !origin) {
+		Py_XDECREF(loader);
+		Py_XDECREF(origin);
+		Py_DECREF(spec);
+		return NULL;
+	}
+	if ((PyObject *)Py_TYPE(loader) == g.source_loader &&
+	    origin_equal(m, origin)) {
+		PyObject *ours = PyObject_CallFunctionObjArgs(
+			g.archive_loader, name, origin, NULL);
+
+		if (!ours || PyObject_SetAttrString(spec, "loader", ours)) {
+			Py_XDECREF(ours);
+			Py_CLEAR(spec);
+		}
+		Py_XDECREF(ours);
+	} else {
+		g.misses++;
+	}
+	Py_DECREF(loader);
+	Py_DECREF(origin);
+	return spec;
+}
+
+static PyObject *finder_invalidate_caches(PyObject *self, PyObject *noargs)
+{
+	(void)self;
+	(void)noargs;
+	Py_RETURN_NONE;
+}
+
+static PyObject *finder_repr(PyObject *self)
+{
+	(void)self;
+	return PyUnicode_FromFormat("<pycds archive finder %s>",
+				    g.path ? g.path : "(none)");
+}
+
+static PyMethodDef finder_methods[] = {
+	{ "find_spec", (PyCFunction)(void (*)(void))finder_find_spec,
+	  METH_FASTCALL, "Find a module the archive can serve." },
+	{ "invalidate_caches", finder_invalidate_caches, METH_NOARGS,
+	  "Nothing to invalidate: the archive is immutable." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject FinderType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "_pycds.ArchiveFinder",
+	.tp_basicsize = sizeof(FinderObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Meta-path finder serving modules from a pycds archive.",
+	.tp_methods = finder_methods,
+	.tp_repr = finder_repr,
+	.tp_new = PyType_GenericNew,
+};
+
+/* ---- enable ---- */
+
+static PyObject *bootstrap_attr(const char *name)
+{
+	PyObject *modules = PyImport_GetModuleDict();	/* borrowed */
+	PyObject *ext = PyDict_GetItemString(modules,
+					     "_frozen_importlib_external");
+
+	if (!ext) {
+		PyErr_SetString(PyExc_ImportError,
+				"importlib bootstrap is not loaded");
+		return NULL;
+	}
+	return PyObject_GetAttrString(ext, name);
+}
+
+static int install_finder(void)
+{
+	PyObject *meta_path = PySys_GetObject("meta_path");	/* borrowed */
+	PyObject *path_finder = bootstrap_attr("PathFinder");
+	Py_ssize_t i, n, at = 0;
+	int ret;
+
+	if (!path_finder)
+		return -1;
+	if (!meta_path || !PyList_Check(meta_path)) {
+		Py_DECREF(path_finder);
+		PyErr_SetString(PyExc_RuntimeError, "sys.meta_path is not a list");
+		return -1;
+	}
+	/* Just before the path finder, so builtin and frozen modules and
+	 * any finder installed ahead of it keep their precedence. */
+	n = PyList_GET_SIZE(meta_path);
+	at = n;
+	for (i = 0; i < n; i++)
+		if (PyList_GET_ITEM(meta_path, i) == path_finder) {
+			at = i;
+			break;
+		}
+	Py_DECREF(path_finder);
+	g.finder = PyType_GenericNew(&FinderType, NULL, NULL);
+	if (!g.finder)
+		return -1;
+	ret = PyList_Insert(meta_path, at, g.finder);
+	return ret;
+}
+
+static int import_machinery(void)
+{
+	PyObject *path_finder = bootstrap_attr("PathFinder");
+
+	if (!path_finder)
+		return -1;
+	g.find_spec = PyObject_GetAttrString(path_finder, "find_spec");
+	Py_DECREF(path_finder);
+	g.source_loader = bootstrap_attr("SourceFileLoader");
+	if (!g.find_spec || !g.source_loader)
+		return -1;
+	g.base_get_code = PyObject_GetAttrString(g.source_loader, "get_code");
+	return g.base_get_code ? 0 : -1;
+}
+
+static void exit_summary(void)
+{
+	if (g.enabled)
+		fprintf(stderr,
+			"pycds: %s: %llu hits, %llu misses, %llu stale, %llu rejected\n",
+			g.path, g.hits, g.misses, g.stale, g.rejected);
+}
+
+static int enable_path(PyObject *module, const char *path)
+{
+	char err[PYCDS_ERR_LEN];
+
+	free(g.path);
+	g.path = strdup(path);
+	if (!g.path) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	if (pycds_image_find(&g.image)) {
+		set_error(path, "cannot find the interpreter image");
+		return 0;
+	}
+	g.map = archive_map(path, 1, PROT_READ | PROT_WRITE, &g.ar, err,
+			    sizeof(err));
+	if (!g.map) {
+		set_error(path, err);
+		return 0;
+	}
+	g.map_size = g.ar.size;
+	if (archive_check(&g.ar, &g.image, err, sizeof(err)))
+		goto reject;
+	g.state = calloc(g.ar.hdr->nr_modules ? g.ar.hdr->nr_modules : 1, 1);
+	if (!g.state) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto reject;
+	}
+	pycds_image_ctx_fill(&g.ctx, &g.image);
+	if (import_machinery())
+		return -1;
+	g.archive_loader = make_loader_type(module);
+	if (!g.archive_loader)
+		return -1;
+	if (install_finder())
+		return -1;
+	g.enabled = 1;
+	Py_CLEAR(g.error);
+	if (g.verbose) {
+		fprintf(stderr,
+			"pycds: %s: mapped at 0x%llx (%s, preferred 0x%llx), %u modules, %zu bytes\n",
+			path, (unsigned long long)(uintptr_t)g.map,
+			g.ar.delta ? "relocated" : "not relocated",
+			(unsigned long long)g.ar.hdr->preferred_base,
+			g.ar.hdr->nr_modules, g.map_size);
+		Py_AtExit(exit_summary);
+	}
+	return 1;
+reject:
+	munmap(g.map, g.map_size);
+	g.map = NULL;
+	memset(&g.ar, 0, sizeof(g.ar));
+	set_error(path, err);
+	return 0;
+}
+
+/* _pycds.enable(path) -> bool: True if the archive is in use. */
+PyObject *pycds_enable(PyObject *self, PyObject *arg)
+{
+	PyObject *bytes;
+	int ret;
+
+	if (g.enabled) {
+		PyErr_Format(PyExc_RuntimeError, "an archive is already in use: %s",
+			     g.path);
+		return NULL;
+	}
+	if (!PyUnicode_FSConverter(arg, &bytes))
+		return NULL;
+	ret = enable_path(self, PyBytes_AS_STRING(bytes));
+	Py_DECREF(bytes);
+	if (ret < 0)
+		return NULL;
+	return PyBool_FromLong(ret);
+}
+
+PyObject *pycds_stats(PyObject *self, PyObject *noargs)
+{
+	(void)self;
+	(void)noargs;
+	return Py_BuildValue(
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K}", "archive",
+		g.path, "base",
+		g.enabled ? PyLong_FromVoidPtr(g.map) : Py_NewRef(Py_None),
+		"preferred_base",
+		g.enabled ? PyLong_FromUnsignedLongLong(g.ar.hdr->preferred_base)
+			  : Py_NewRef(Py_None),
+		"relocated", g.enabled && g.ar.delta ? Py_True : Py_False,
+		"modules", g.enabled ? g.ar.hdr->nr_modules : 0, "hits", g.hits,
+		"misses", g.misses, "stale", g.stale, "rejected", g.rejected,
+		"error", g.error ? g.error : Py_None, "size",
+		(unsigned long long)g.map_size, "interned", g.interned,
+		"redirected", g.redirected, "prepare_ns", g.prepare_ns);
+}
+
+/* ---- verify: every module, in-process, against this interpreter ---- */
+
+PyObject *pycds_verify(PyObject *self, PyObject *arg)
+{
+	struct pycds_archive ar = { 0 };
+	struct pycds_image img;
+	struct pycds_image_ctx ctx;
+	char err[PYCDS_ERR_LEN] = "";
+	PyObject *bytes;
+	void *map;
+	uint32_t i;
+	int bad = 0;
+
+	(void)self;
+	if (!PyUnicode_FSConverter(arg, &bytes))
+		return NULL;
+	if (pycds_image_find(&img)) {
+		Py_DECREF(bytes);
+		PyErr_SetString(PyExc_RuntimeError,
+				"cannot find the interpreter image");
+		return NULL;
+	}
+	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, err,
+			  sizeof(err));
+	Py_DECREF(bytes);
+	if (!map)
+		goto out;
+	/* Mapped read-only elsewhere: checks read slots, never write. */
+	if (archive_check(&ar, &img, err, sizeof(err))) {
+		bad = 1;
+	} else {
+		pycds_image_ctx_fill(&ctx, &img);
+		for (i = 0; i < ar.hdr->nr_modules && !bad; i++)
+			bad = pycds_module_check(&ar, i, &ctx, err, sizeof(err)) != 0;
+	}
+	munmap(map, ar.size);
+	if (!bad)
+		Py_RETURN_NONE;
+out:
+	PyErr_SetString(PyExc_ValueError, err);
+	return NULL;
+}
+
+/* ---- the recorder used by `pycds build` ---- */
+
+static PyObject *record_path;
+
+static PyObject *pycds_record(PyObject *self, PyObject *noargs)
+{
+	PyObject *modules = PyImport_GetModuleDict(), *items, *sfl;
+	PyObject *out = NULL;
+	Py_ssize_t i, n;
+	int fd;
+
+	(void)self;
+	(void)noargs;
+	if (!record_path)
+		Py_RETURN_NONE;
+	sfl = bootstrap_attr("SourceFileLoader");
+	if (!sfl)
+		return NULL;
+	items = PyDict_Items(modules);
+	if (!items)
+		goto out_sfl;
+	out = PyBytes_FromStringAndSize(NULL, 0);
+	n = PyList_GET_SIZE(items);
+	for (i = 0; i < n && out; i++) {
+		PyObject *kv = PyList_GET_ITEM(items, i);
+		PyObject *spec, *loader = NULL, *origin = NULL, *line;
+		const char *name, *orig;
+
+		spec = PyObject_GetAttrString(PyTuple_GET_ITEM(kv, 1),
+					      "__spec__");
+		if (!spec || spec == Py_None)
+			goto next;
+		loader = PyObject_GetAttrString(spec, "loader");
+		origin = PyObject_GetAttrString(spec, "origin");
+		if (!loader || !origin || !PyUnicode_Check(origin) ||
+		    PyObject_IsInstance(loader, sfl) != 1 ||
+		    !PyUnicode_Check(PyTuple_GET_ITEM(kv, 0)))
+			goto next;
+		name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kv, 0));
+		orig = PyUnicode_AsUTF8(origin);
+		if (!name || !orig || strpbrk(name, "\t\n") ||
+		    strpbrk(orig, "\t\n"))
+			goto next;
+		line = PyBytes_FromFormat("%s\t%s\n", name, orig);
+		PyBytes_ConcatAndDel(&out, line);
+next:
+		PyErr_Clear();
+		Py_XDECREF(spec);
+		Py_XDECREF(loader);
+		Py_XDECREF(origin);
+	}
+	Py_DECREF(items);
+	if (!out)
+		goto out_sfl;
+	fd = open(PyBytes_AS_STRING(record_path),
+		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		/* One write: concurrent recorders append whole records. */
+		if (write(fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out)) < 0)
+			report(PyBytes_AS_STRING(record_path),
+			       "cannot record imports: %s", strerror(errno));
+		close(fd);
+	} else {
+		report(PyBytes_AS_STRING(record_path),
+		       "cannot record imports: %s", strerror(errno));
+	}
+	Py_DECREF(out);
+out_sfl:
+	Py_DECREF(sfl);
+	if (PyErr_Occurred())
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef record_def = {
+	"_record", pycds_record, METH_NOARGS,
+	"Append the source modules in sys.modules to $PYCDS_RECORD.",
+};
+
+/* _pycds._hook(): what the .pth file calls at start-up. */
+PyObject *pycds_hook(PyObject *self, PyObject *noargs)
+{
+	const char *archive, *record, *verbose;
+	PyObject *flags, *ign;
+	long ignore = 0;
+
+	(void)noargs;
+	flags = PySys_GetObject("flags");
+	if (flags) {
+		ign = PyObject_GetAttrString(flags, "ignore_environment");
+		if (ign) {
+			ignore = PyObject_IsTrue(ign);
+			Py_DECREF(ign);
+		}
+		PyErr_Clear();
+	}
+	/* Like CPython's own variables: not under -E/-I, not setuid. */
+	if (ignore || getuid() != geteuid() || getgid() != getegid())
+		Py_RETURN_NONE;
+	verbose = getenv("PYCDS_VERBOSE");
+	g.verbose = verbose && *verbose && strcmp(verbose, "0");
+	record = getenv("PYCDS_RECORD");
+	if (record && *record && !record_path) {
+		PyObject *func, *atexit, *r;
+
+		record_path = PyBytes_FromString(record);
+		func = record_path ? PyCFunction_NewEx(&record_def, self, NULL)
+				   : NULL;
+		atexit = func ? PyImport_ImportModule("atexit") : NULL;
+		r = atexit ? PyObject_CallMethod(atexit, "register", "O", func)
+			   : NULL;
+		Py_XDECREF(atexit);
+		Py_XDECREF(func);
+		if (!r)
+			return NULL;
+		Py_DECREF(r);
+	}
+	archive = getenv("PYCDS_ARCHIVE");
+	if (archive && *archive && !g.enabled) {
+		if (enable_path(self, archive) < 0) {
+			/* Never let a broken archive stop the interpreter. */
+			PyObject *exc = PyErr_Occurred();
+
+			report(archive, "cannot enable: %s",
+			       exc ? ((PyTypeObject *)exc)->tp_name : "error");
+			PyErr_Clear();
+		}
+	}
+	Py_RETURN_NONE;
+}
+
+int pycds_runtime_init(PyObject *module)
+{
+	if (PyType_Ready(&FinderType))
+		return -1;
+	Py_INCREF(&FinderType);
+	if (PyModule_AddObject(module, "ArchiveFinder", (PyObject *)&FinderType)) {
+		Py_DECREF(&FinderType);
+		return -1;
+	}
+	return 0;
+}

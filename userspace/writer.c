@@ -1,0 +1,889 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Archive writer: lays out freshly compiled code objects and their constants
+ * as live CPython objects for a preferred base, with the tables a process
+ * needs to check and relocate them one module at a time.
+ *
+ * Objects are copied from the writer's own process, whose interpreter is the
+ * one the archive is for, and every pointer field is rewritten: pointers to
+ * archived objects become absolute addresses for the preferred base (and an
+ * entry in the relocation table), pointers into the interpreter image
+ * become link-time addresses (and an entry in the image table).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "pycds_py.h"
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+/* Where an archived pointer points. */
+struct ref {
+	uint8_t region;		/* for internal refs */
+	uint8_t image;		/* 0: internal; else enum pycds_image_kind */
+	uint8_t intern;		/* str that the process must intern */
+	uint8_t frozenset;	/* frozenset the process must rebuild */
+	uint32_t off;		/* region offset of the object */
+	uint64_t value;		/* link-time address for image refs */
+};
+
+struct slot {
+	uint8_t region;
+	uint32_t off;		/* region offset of the 8-byte slot */
+	struct ref to;
+};
+
+struct memo_entry {
+	PyObject *key;
+	struct ref ref;
+};
+
+struct writer {
+	struct wbuf region[PYCDS_NR_REGIONS];
+	struct slot *slots;
+	size_t nr_slots, cap_slots;
+	struct memo_entry *memo;	/* per module: object -> ref */
+	size_t memo_cap, memo_used;
+	struct pycds_image image;
+	unsigned int depth;
+	char why[200];			/* why a module was left out */
+};
+
+struct wmodule {
+	PyObject *name, *origin;
+	int is_package;
+	int64_t mtime;
+	uint64_t size;
+	uint32_t start[PYCDS_NR_REGIONS], end[PYCDS_NR_REGIONS];
+	size_t slot_first, slot_end;
+	struct ref root;
+};
+
+#define MAX_DEPTH 200
+
+static int wbuf_grow(struct wbuf *b, size_t need)
+{
+	size_t cap = b->cap ? b->cap : 65536;
+	uint8_t *p;
+
+	while (cap - b->len < need)
+		cap *= 2;
+	if (cap == b->cap)
+		return 0;
+	p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	memset(p + b->cap, 0, cap - b->cap);
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* Reserve @size zeroed bytes, 8-aligned; returns the offset or -1. */
+static long wbuf_alloc(struct wbuf *b, size_t size)
+{
+	size_t off = (b->len + 7) & ~(size_t)7;
+
+	if (off > UINT32_MAX - size - 8 || wbuf_grow(b, off - b->len + size))
+		return -1;
+	b->len = off + size;
+	return (long)off;
+}
+
+static int left_out(struct writer *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int left_out(struct writer *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(w->why, sizeof(w->why), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int add_slot(struct writer *w, unsigned int region, size_t off,
+		    const struct ref *to)
+{
+	if (w->nr_slots == w->cap_slots) {
+		size_t cap = w->cap_slots ? w->cap_slots * 2 : 4096;
+		struct slot *s = realloc(w->slots, cap * sizeof(*s));
+
+		if (!s)
+			return left_out(w, "out of memory");
+		w->slots = s;
+		w->cap_slots = cap;
+	}
+	w->slots[w->nr_slots].region = region;
+	w->slots[w->nr_slots].off = (uint32_t)off;
+	w->slots[w->nr_slots].to = *to;
+	w->nr_slots++;
+	return 0;
+}
+
+static struct ref *memo_find(struct writer *w, PyObject *key)
+{
+	size_t mask = w->memo_cap - 1;
+	size_t i = ((uintptr_t)key >> 4) & mask;
+
+	if (!w->memo_cap)
+		return NULL;
+	while (w->memo[i].key) {
+		if (w->memo[i].key == key)
+			return &w->memo[i].ref;
+		i = (i + 1) & mask;
+	}
+	return NULL;
+}
+
+static int memo_add(struct writer *w, PyObject *key, const struct ref *ref)
+{
+	size_t mask, i;
+
+	if ((w->memo_used + 1) * 2 > w->memo_cap) {
+		struct memo_entry *old = w->memo;
+		size_t oldcap = w->memo_cap, j;
+
+		w->memo_cap = oldcap ? oldcap * 2 : 1024;
+		w->memo = calloc(w->memo_cap, sizeof(*w->memo));
+		if (!w->memo)
+			return left_out(w, "out of memory");
+		w->memo_used = 0;
+		for (j = 0; j < oldcap; j++)
+			if (old[j].key)
+				memo_add(w, old[j].key, &old[j].ref);
+		free(old);
+	}
+	mask = w->memo_cap - 1;
+	i = ((uintptr_t)key >> 4) & mask;
+	while (w->memo[i].key)
+		i = (i + 1) & mask;
+	w->memo[i].key = key;
+	w->memo[i].ref = *ref;
+	w->memo_used++;
+	return 0;
+}
+
+static void memo_reset(struct writer *w)
+{
+	if (w->memo)
+		memset(w->memo, 0, w->memo_cap * sizeof(*w->memo));
+	w->memo_used = 0;
+}
+
+static uint8_t *at(struct writer *w, unsigned int region, size_t off)
+{
+	return w->region[region].p + off;
+}
+
+static int put_ref(struct writer *w, unsigned int region, size_t off,
+		   const struct ref *to)
+{
+	return add_slot(w, region, off, to);
+}
+
+static struct ref image_ref(struct writer *w, unsigned int kind,
+			    const void *addr)
+{
+	struct ref r = { .image = (uint8_t)kind };
+
+	r.value = (uint64_t)(uintptr_t)addr - w->image.bias;
+	return r;
+}
+
+/* Allocate an object of @size bytes (plus a GC header if @gc) in @region
+ * and write its header: refcount and type.  Returns the object's offset. */
+static long new_object(struct writer *w, unsigned int region, size_t size,
+		       int gc, PyTypeObject *type, unsigned int type_kind,
+		       size_t copy_from_size, const void *copy_from)
+{
+	size_t pre = gc ? PYCDS_GC_HEAD_SIZE : 0;
+	long base = wbuf_alloc(&w->region[region], pre + size);
+	PyObject *o;
+	struct ref t;
+
+	if (base < 0) {
+		left_out(w, "archive too large");
+		return -1;
+	}
+	o = (PyObject *)at(w, region, base + pre);
+	if (copy_from)
+		memcpy(o, copy_from, copy_from_size);
+	o->ob_refcnt = PYCDS_REFCNT_3_11;
+	o->ob_type = NULL;
+	t = image_ref(w, type_kind, type);
+	if (put_ref(w, region, base + pre + offsetof(PyObject, ob_type), &t))
+		return -1;
+	return base + (long)pre;
+}
+
+static int emit(struct writer *w, PyObject *o, unsigned int region,
+		struct ref *out);
+
+static int emit_str(struct writer *w, PyObject *o, unsigned int region,
+		    long *off)
+{
+	Py_ssize_t len = PyUnicode_GET_LENGTH(o);
+	int kind = PyUnicode_KIND(o);
+	size_t hdr, size;
+	PyASCIIObject *a;
+
+	if (!PyUnicode_IS_COMPACT(o) || !PyUnicode_IS_READY(o))
+		return left_out(w, "non-compact str constant");
+	hdr = PyUnicode_IS_ASCII(o) ? sizeof(PyASCIIObject)
+				    : sizeof(PyCompactUnicodeObject);
+	size = hdr + (size_t)(len + 1) * kind;
+	*off = new_object(w, region, size, 0, &PyUnicode_Type,
+			  PYCDS_IMG_TYPE_STR, size, o);
+	if (*off < 0)
+		return -1;
+	a = (PyASCIIObject *)at(w, region, *off);
+	a->hash = -1;
+	/* Rebuild the state word and its padding from the named bits only:
+	 * the rest of the copied bytes were never initialised. */
+	memset(&a->state, 0, offsetof(PyASCIIObject, wstr) -
+				     offsetof(PyASCIIObject, state));
+	a->state.kind = kind;
+	a->state.compact = 1;
+	a->state.ascii = PyUnicode_IS_ASCII(o);
+	a->state.ready = 1;
+	a->state.interned = SSTATE_NOT_INTERNED;
+	a->wstr = NULL;
+	if (!PyUnicode_IS_ASCII(o)) {
+		PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)a;
+
+		c->utf8 = NULL;
+		c->utf8_length = 0;
+		c->wstr_length = 0;
+	}
+	return 0;
+}
+
+static int emit_tuple(struct writer *w, PyObject *o, unsigned int region,
+		      long *off)
+{
+	Py_ssize_t i, n = PyTuple_GET_SIZE(o);
+	size_t size = offsetof(PyTupleObject, ob_item) + n * sizeof(void *);
+
+	*off = new_object(w, region, size, 1, &PyTuple_Type,
+			  PYCDS_IMG_TYPE_TUPLE, sizeof(PyVarObject), o);
+	if (*off < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		struct ref r;
+
+		if (emit(w, PyTuple_GET_ITEM(o, i), region, &r) ||
+		    put_ref(w, region,
+			    *off + offsetof(PyTupleObject, ob_item) +
+				    i * sizeof(void *),
+			    &r))
+			return -1;
+	}
+	return 0;
+}
+
+static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
+			  long *off)
+{
+	PySetObject *s = (PySetObject *)o, *d;
+	size_t slots = (size_t)s->mask + 1, i;
+	long table_off;
+	struct ref r;
+
+	*off = new_object(w, region, sizeof(PySetObject), 1, &PyFrozenSet_Type,
+			  PYCDS_IMG_TYPE_FROZENSET, sizeof(PySetObject), o);
+	if (*off < 0)
+		return -1;
+	if (s->table == s->smalltable) {
+		table_off = *off + offsetof(PySetObject, smalltable);
+	} else {
+		table_off = wbuf_alloc(&w->region[region],
+				       slots * sizeof(setentry));
+		if (table_off < 0)
+			return left_out(w, "archive too large");
+	}
+	d = (PySetObject *)at(w, region, *off);
+	if (s->table != s->smalltable)
+		memset(d->smalltable, 0, sizeof(d->smalltable));
+	d->hash = -1;
+	d->finger = 0;
+	d->weakreflist = NULL;
+	d->table = NULL;
+	r = (struct ref){ .region = region, .off = (uint32_t)table_off };
+	if (put_ref(w, region, *off + offsetof(PySetObject, table), &r))
+		return -1;
+	for (i = 0; i < slots; i++) {
+		setentry *e = &s->table[i];
+		size_t eoff = table_off + i * sizeof(setentry);
+
+		if (!e->key)
+			continue;
+		if (!PyUnicode_CheckExact(e->key) && !PyLong_CheckExact(e->key) &&
+		    !PyBytes_CheckExact(e->key) && !PyTuple_CheckExact(e->key) &&
+		    !PyFloat_CheckExact(e->key) &&
+		    !PyComplex_CheckExact(e->key) &&
+		    !PyFrozenSet_CheckExact(e->key) && e->key != Py_None &&
+		    e->key != Py_True && e->key != Py_False &&
+		    e->key != Py_Ellipsis)
+			return left_out(w, "frozenset with a %s entry",
+					Py_TYPE(e->key)->tp_name);
+		((setentry *)at(w, region, eoff))->hash = e->hash;
+		if (emit(w, e->key, region, &r) ||
+		    put_ref(w, region, eoff + offsetof(setentry, key), &r))
+			return -1;
+	}
+	return 0;
+}
+
+static size_t code_size(PyObject *o)
+{
+	size_t n = PyCode_Type.tp_basicsize +
+		   (size_t)Py_SIZE(o) * PyCode_Type.tp_itemsize;
+
+	return (n + 7) & ~(size_t)7;
+}
+
+static int emit_code_field(struct writer *w, long off, size_t field,
+			   PyObject *v, unsigned int region)
+{
+	struct ref r;
+
+	if (emit(w, v, region, &r))
+		return -1;
+	return put_ref(w, PYCDS_REGION_CODE, off + field, &r);
+}
+
+static int emit_code(struct writer *w, PyObject *o, long *off)
+{
+	PyCodeObject *co = (PyCodeObject *)o, *d;
+	size_t size = code_size(o);
+
+	if (co->co_extra || co->_co_linearray)
+		return left_out(w, "code object with extra data");
+	/* Copy only the bytes the interpreter wrote: the allocation's tail
+	 * past the last code unit is uninitialised. */
+	*off = new_object(w, PYCDS_REGION_CODE, size, 0, &PyCode_Type,
+			  PYCDS_IMG_TYPE_CODE,
+			  offsetof(PyCodeObject, co_code_adaptive) +
+				  (size_t)Py_SIZE(o) * sizeof(_Py_CODEUNIT),
+			  o);
+	if (*off < 0)
+		return -1;
+	d = (PyCodeObject *)at(w, PYCDS_REGION_CODE, *off);
+	d->co_consts = d->co_names = d->co_exceptiontable = NULL;
+	d->co_localsplusnames = d->co_localspluskinds = NULL;
+	d->co_filename = d->co_name = d->co_qualname = NULL;
+	d->co_linetable = NULL;
+	d->co_weakreflist = NULL;
+	d->_co_code = NULL;
+	d->_co_linearray = NULL;
+	d->_co_linearray_entry_size = 0;
+	d->co_extra = NULL;
+	memset((char *)d + offsetof(PyCodeObject, _co_firsttraceable) +
+		       sizeof(int),
+	       0,
+	       offsetof(PyCodeObject, co_extra) -
+		       offsetof(PyCodeObject, _co_firsttraceable) - sizeof(int));
+
+	/* Hot fields first: objects they share with cold ones land hot. */
+#define FIELD(f, region)                                                     \
+	do {                                                                 \
+		if (emit_code_field(w, *off, offsetof(PyCodeObject, f),      \
+				    (PyObject *)co->f, region))              \
+			return -1;                                           \
+	} while (0)
+	FIELD(co_consts, PYCDS_REGION_DATA);
+	FIELD(co_names, PYCDS_REGION_DATA);
+	FIELD(co_name, PYCDS_REGION_DATA);
+	FIELD(co_qualname, PYCDS_REGION_DATA);
+	FIELD(co_filename, PYCDS_REGION_DATA);
+	FIELD(co_localsplusnames, PYCDS_REGION_COLD);
+	FIELD(co_localspluskinds, PYCDS_REGION_COLD);
+	FIELD(co_linetable, PYCDS_REGION_COLD);
+	FIELD(co_exceptiontable, PYCDS_REGION_COLD);
+#undef FIELD
+	return 0;
+}
+
+static int emit(struct writer *w, PyObject *o, unsigned int region,
+		struct ref *out)
+{
+	struct ref *seen, r = { 0 };
+	long off = 0;
+	int ret;
+
+	if (o == Py_None || o == Py_True || o == Py_False || o == Py_Ellipsis) {
+		unsigned int k = o == Py_None ? PYCDS_IMG_NONE
+				 : o == Py_True ? PYCDS_IMG_TRUE
+				 : o == Py_False ? PYCDS_IMG_FALSE
+						 : PYCDS_IMG_ELLIPSIS;
+
+		*out = image_ref(w, k, o);
+		return 0;
+	}
+	if (pycds_image_contains(&w->image, o)) {
+		/* Statically allocated: small ints, one-character strings,
+		 * empty singletons, names of deep-frozen modules. */
+		if (!PyUnicode_CheckExact(o) && !PyLong_CheckExact(o) &&
+		    !PyBytes_CheckExact(o) && !PyTuple_CheckExact(o) &&
+		    !PyFloat_CheckExact(o) && !PyComplex_CheckExact(o))
+			return left_out(w, "static %s constant",
+					Py_TYPE(o)->tp_name);
+		*out = image_ref(w, PYCDS_IMG_STATIC, o);
+		out->intern = PyUnicode_CheckExact(o) &&
+			      PyUnicode_CHECK_INTERNED(o);
+		return 0;
+	}
+	seen = memo_find(w, o);
+	if (seen) {
+		*out = *seen;
+		return 0;
+	}
+	if (++w->depth > MAX_DEPTH) {
+		w->depth--;
+		return left_out(w, "constants nested too deeply");
+	}
+
+	if (PyCode_Check(o)) {
+		region = PYCDS_REGION_CODE;
+		ret = emit_code(w, o, &off);
+	} else if (PyUnicode_CheckExact(o)) {
+		ret = emit_str(w, o, region, &off);
+		r.intern = PyUnicode_CHECK_INTERNED(o) != 0;
+	} else if (PyBytes_CheckExact(o)) {
+		size_t size = offsetof(PyBytesObject, ob_sval) +
+			      PyBytes_GET_SIZE(o) + 1;
+
+		off = new_object(w, region, size, 0, &PyBytes_Type,
+				 PYCDS_IMG_TYPE_BYTES, size, o);
+		ret = off < 0 ? -1 : 0;
+		/* The cached hash depends on the hash seed. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+		if (!ret)
+			((PyBytesObject *)at(w, region, off))->ob_shash = -1;
+#pragma GCC diagnostic pop
+	} else if (PyLong_CheckExact(o)) {
+		Py_ssize_t nd = Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o);
+		size_t size = offsetof(PyLongObject, ob_digit) +
+			      (nd ? nd : 1) * sizeof(digit);
+
+		off = new_object(w, region, size, 0, &PyLong_Type,
+				 PYCDS_IMG_TYPE_INT,
+				 offsetof(PyLongObject, ob_digit) +
+					 nd * sizeof(digit),
+				 o);
+		ret = off < 0 ? -1 : 0;
+	} else if (PyFloat_CheckExact(o)) {
+		off = new_object(w, region, sizeof(PyFloatObject), 0,
+				 &PyFloat_Type, PYCDS_IMG_TYPE_FLOAT,
+				 sizeof(PyFloatObject), o);
+		ret = off < 0 ? -1 : 0;
+	} else if (PyComplex_CheckExact(o)) {
+		off = new_object(w, region, sizeof(PyComplexObject), 0,
+				 &PyComplex_Type, PYCDS_IMG_TYPE_COMPLEX,
+				 sizeof(PyComplexObject), o);
+		ret = off < 0 ? -1 : 0;
+	} else if (PyTuple_CheckExact(o)) {
+		ret = emit_tuple(w, o, region, &off);
+	} else if (PyFrozenSet_CheckExact(o)) {
+		ret = emit_frozenset(w, o, region, &off);
+		r.frozenset = 1;
+	} else {
+		ret = left_out(w, "%s constant", Py_TYPE(o)->tp_name);
+	}
+	w->depth--;
+	if (ret)
+		return -1;
+	r.region = (uint8_t)region;
+	r.off = (uint32_t)off;
+	if (memo_add(w, o, &r))
+		return -1;
+	*out = r;
+	return 0;
+}
+
+/* ---- assembling the file ---- */
+
+struct layout {
+	uint64_t modules_off, buckets_off, names_off, relocs_off, images_off,
+		fixups_off, region_off[PYCDS_NR_REGIONS], size;
+	uint32_t nr_buckets;
+	uint64_t names_size, nr_relocs, nr_images, nr_fixups;
+};
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static uint64_t slot_file_off(const struct layout *l, const struct slot *s)
+{
+	return l->region_off[s->region] + s->off;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
+			  const char *path, uint64_t base)
+{
+	struct pycds_interp id;
+	struct layout l = { 0 };
+	struct pycds_header *h;
+	struct pycds_module *me;
+	uint32_t *buckets, *relocs;
+	struct pycds_image_reloc *images;
+	struct pycds_fixup *fixups;
+	uint8_t *file = NULL, *names;
+	size_t i, j, nameoff = 0;
+	char tmp[4096];
+	int fd, ret;
+	unsigned int r;
+	PyObject *result = NULL;
+	XXH3_state_t st;
+
+	if (pycds_interp_fill(&id, &w->image))
+		return NULL;
+
+	for (i = 0; i < n; i++) {
+		Py_ssize_t a, b;
+
+		if (!PyUnicode_AsUTF8AndSize(mods[i].name, &a) ||
+		    !PyUnicode_AsUTF8AndSize(mods[i].origin, &b))
+			return NULL;
+		l.names_size += a + b;
+		for (j = mods[i].slot_first; j < mods[i].slot_end; j++) {
+			const struct ref *to = &w->slots[j].to;
+
+			if (to->image)
+				l.nr_images++;
+			else
+				l.nr_relocs++;
+			l.nr_fixups += to->intern + to->frozenset;
+		}
+	}
+	l.nr_buckets = 16;
+	while (l.nr_buckets < n * 2 + 1)
+		l.nr_buckets *= 2;
+	l.modules_off = align_up(sizeof(*h), 64);
+	l.buckets_off = l.modules_off + n * sizeof(struct pycds_module);
+	l.names_off = l.buckets_off + (uint64_t)l.nr_buckets * 4;
+	l.relocs_off = align_up(l.names_off + l.names_size, 8);
+	l.images_off = align_up(l.relocs_off + l.nr_relocs * 4, 8);
+	l.fixups_off = l.images_off + l.nr_images * 8;
+	l.size = align_up(l.fixups_off + l.nr_fixups * 8, PYCDS_PAGE_SIZE);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		l.region_off[r] = l.size;
+		l.size = align_up(l.size + w->region[r].len, PYCDS_PAGE_SIZE);
+	}
+	if (l.size > UINT32_MAX) {
+		PyErr_SetString(PyExc_OverflowError, "archive exceeds 4 GiB");
+		return NULL;
+	}
+
+	file = calloc(1, l.size);
+	if (!file)
+		return PyErr_NoMemory();
+	h = (struct pycds_header *)file;
+	me = (struct pycds_module *)(file + l.modules_off);
+	buckets = (uint32_t *)(file + l.buckets_off);
+	names = file + l.names_off;
+	relocs = (uint32_t *)(file + l.relocs_off);
+	images = (struct pycds_image_reloc *)(file + l.images_off);
+	fixups = (struct pycds_fixup *)(file + l.fixups_off);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		memcpy(file + l.region_off[r], w->region[r].p, w->region[r].len);
+
+	l.nr_relocs = l.nr_images = l.nr_fixups = 0;
+	for (i = 0; i < n; i++) {
+		struct wmodule *m = &mods[i];
+		const char *s;
+		Py_ssize_t len;
+		uint32_t pos;
+
+		s = PyUnicode_AsUTF8AndSize(m->name, &len);
+		me[i].name_off = (uint32_t)nameoff;
+		me[i].name_len = (uint32_t)len;
+		memcpy(names + nameoff, s, len);
+		nameoff += len;
+		pos = (uint32_t)pycds_name_hash(s, len) & (l.nr_buckets - 1);
+		while (buckets[pos])
+			pos = (pos + 1) & (l.nr_buckets - 1);
+		buckets[pos] = (uint32_t)i + 1;
+
+		s = PyUnicode_AsUTF8AndSize(m->origin, &len);
+		me[i].origin_off = (uint32_t)nameoff;
+		me[i].origin_len = (uint32_t)len;
+		memcpy(names + nameoff, s, len);
+		nameoff += len;
+
+		me[i].flags = m->is_package ? PYCDS_MOD_PACKAGE : 0;
+		me[i].src_mtime = m->mtime;
+		me[i].src_size = m->size;
+		me[i].root = l.region_off[PYCDS_REGION_CODE] + m->root.off;
+		for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+			me[i].span_off[r] = (uint32_t)(l.region_off[r] + m->start[r]);
+			me[i].span_size[r] = m->end[r] - m->start[r];
+		}
+		me[i].reloc_first = (uint32_t)l.nr_relocs;
+		me[i].image_first = (uint32_t)l.nr_images;
+		me[i].fixup_first = (uint32_t)l.nr_fixups;
+		/* Interning first: a rebuilt frozenset gets canonical names. */
+		for (j = m->slot_first; j < m->slot_end; j++) {
+			const struct slot *sl = &w->slots[j];
+			uint64_t slot = slot_file_off(&l, sl);
+			uint64_t v;
+
+			if (sl->to.image) {
+				v = sl->to.value;
+				images[l.nr_images].slot = (uint32_t)slot;
+				images[l.nr_images++].kind = sl->to.image;
+			} else {
+				v = base + l.region_off[sl->to.region] + sl->to.off;
+				relocs[l.nr_relocs++] = (uint32_t)slot;
+			}
+			memcpy(file + slot, &v, 8);
+			if (sl->to.intern) {
+				fixups[l.nr_fixups].slot = (uint32_t)slot;
+				fixups[l.nr_fixups++].kind = PYCDS_FIX_INTERN;
+			}
+		}
+		for (j = m->slot_first; j < m->slot_end; j++) {
+			if (!w->slots[j].to.frozenset)
+				continue;
+			fixups[l.nr_fixups].slot =
+				(uint32_t)slot_file_off(&l, &w->slots[j]);
+			fixups[l.nr_fixups++].kind = PYCDS_FIX_FROZENSET;
+		}
+		me[i].reloc_count = (uint32_t)l.nr_relocs - me[i].reloc_first;
+		me[i].image_count = (uint32_t)l.nr_images - me[i].image_first;
+		me[i].fixup_count = (uint32_t)l.nr_fixups - me[i].fixup_first;
+	}
+
+	memcpy(h->magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN);
+	h->version = PYCDS_FORMAT_VERSION;
+	h->header_size = sizeof(*h);
+	h->file_size = l.size;
+	h->preferred_base = base;
+	h->interp = id;
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		h->regions[r].off = l.region_off[r];
+		h->regions[r].size = align_up(w->region[r].len, 8);
+	}
+	h->modules_off = l.modules_off;
+	h->nr_modules = (uint32_t)n;
+	h->nr_buckets = l.nr_buckets;
+	h->buckets_off = l.buckets_off;
+	h->names.off = l.names_off;
+	h->names.size = l.names_size;
+	h->relocs_off = l.relocs_off;
+	h->nr_relocs = l.nr_relocs;
+	h->images_off = l.images_off;
+	h->nr_images = l.nr_images;
+	h->fixups_off = l.fixups_off;
+	h->nr_fixups = l.nr_fixups;
+
+	for (i = 0; i < n; i++) {
+		XXH3_64bits_reset(&st);
+		for (r = 0; r < PYCDS_NR_REGIONS; r++)
+			XXH3_64bits_update(&st, file + me[i].span_off[r],
+					   me[i].span_size[r]);
+		XXH3_64bits_update(&st, relocs + me[i].reloc_first,
+				   (size_t)me[i].reloc_count * 4);
+		XXH3_64bits_update(&st, images + me[i].image_first,
+				   (size_t)me[i].image_count * 8);
+		XXH3_64bits_update(&st, fixups + me[i].fixup_first,
+				   (size_t)me[i].fixup_count * 8);
+		me[i].checksum = XXH3_64bits_digest(&st);
+	}
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, me, n * sizeof(*me));
+	XXH3_64bits_update(&st, buckets, (size_t)l.nr_buckets * 4);
+	XXH3_64bits_update(&st, names, l.names_size);
+	h->meta_checksum = XXH3_64bits_digest(&st);
+	h->header_checksum = 0;
+	h->header_checksum = XXH3_64bits(h, sizeof(*h));
+
+	/* Publish atomically: never leave a partial file under @path. */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >=
+	    sizeof(tmp)) {
+		PyErr_SetString(PyExc_ValueError, "output path too long");
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		PyErr_SetFromErrnoWithFilename(PyExc_OSError, tmp);
+		goto out;
+	}
+	ret = write_all(fd, file, l.size);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+		errno = -ret;
+		PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+		goto out;
+	}
+	result = Py_BuildValue(
+		"{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n}", "size",
+		(unsigned long long)l.size, "code",
+		(unsigned long long)w->region[PYCDS_REGION_CODE].len, "data",
+		(unsigned long long)w->region[PYCDS_REGION_DATA].len, "cold",
+		(unsigned long long)w->region[PYCDS_REGION_COLD].len, "relocs",
+		(unsigned long long)l.nr_relocs, "images",
+		(unsigned long long)l.nr_images, "fixups",
+		(unsigned long long)l.nr_fixups, "base",
+		(unsigned long long)base, "modules", (Py_ssize_t)n);
+out:
+	free(file);
+	return result;
+}
+
+static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
+{
+	size_t saved[PYCDS_NR_REGIONS];
+	unsigned int r;
+
+	memo_reset(w);
+	w->depth = 0;
+	m->slot_first = w->nr_slots;
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		/* Each module's span starts 8-aligned. */
+		w->region[r].len = (w->region[r].len + 7) & ~(size_t)7;
+		saved[r] = w->region[r].len;
+		m->start[r] = (uint32_t)w->region[r].len;
+	}
+	if (emit(w, code, PYCDS_REGION_CODE, &m->root)) {
+		for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+			memset(w->region[r].p + saved[r], 0,
+			       w->region[r].len - saved[r]);
+			w->region[r].len = saved[r];
+		}
+		w->nr_slots = m->slot_first;
+		return -1;
+	}
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		m->end[r] = (uint32_t)w->region[r].len;
+	m->slot_end = w->nr_slots;
+	return 0;
+}
+
+/*
+ * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE)
+ *
+ * modules: a sequence of (name, origin, is_package, mtime, size, code).
+ * Returns (summary dict, [(name, reason), ...] of modules left out).
+ */
+PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = { "path", "modules", "base", NULL };
+	unsigned long long base = PYCDS_DEFAULT_BASE;
+	struct writer w = { 0 };
+	struct wmodule *mods = NULL;
+	PyObject *path, *seq, *fast = NULL, *skipped = NULL, *summary = NULL;
+	PyObject *result = NULL;
+	Py_ssize_t i, n, kept = 0;
+	unsigned int r;
+
+	(void)self;
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|K", kwlist,
+					 PyUnicode_FSConverter, &path, &seq,
+					 &base))
+		return NULL;
+	if (!base || base % PYCDS_PAGE_SIZE || base >= (1ULL << 46)) {
+		PyErr_SetString(PyExc_ValueError,
+				"base must be page-aligned and below 2^46");
+		goto out;
+	}
+	if (pycds_image_find(&w.image)) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"cannot find the interpreter image");
+		goto out;
+	}
+	fast = PySequence_Fast(seq, "modules must be a sequence");
+	if (!fast)
+		goto out;
+	n = PySequence_Fast_GET_SIZE(fast);
+	mods = calloc(n ? n : 1, sizeof(*mods));
+	skipped = PyList_New(0);
+	if (!mods || !skipped) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct wmodule *m = &mods[kept];
+		PyObject *code;
+		long long mtime;
+		unsigned long long size;
+
+		if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i),
+				      "UUpLKO!;module entries are (name, origin, "
+				      "is_package, mtime, size, code)",
+				      &m->name, &m->origin, &m->is_package,
+				      &mtime, &size, &PyCode_Type, &code))
+			goto out;
+		m->mtime = mtime;
+		m->size = size;
+		if (kept && PyUnicode_Compare(mods[kept - 1].name, m->name) >= 0) {
+			if (!PyErr_Occurred())
+				PyErr_SetString(PyExc_ValueError,
+						"modules must be sorted by name, without duplicates");
+			goto out;
+		}
+		if (write_module(&w, m, code)) {
+			PyObject *t = Py_BuildValue("(Os)", m->name, w.why);
+
+			if (!t || PyList_Append(skipped, t)) {
+				Py_XDECREF(t);
+				goto out;
+			}
+			Py_DECREF(t);
+			continue;
+		}
+		kept++;
+	}
+	summary = assemble(&w, mods, kept, PyBytes_AS_STRING(path), base);
+	if (summary)
+		result = PyTuple_Pack(2, summary, skipped);
+out:
+	Py_XDECREF(summary);
+	Py_XDECREF(skipped);
+	Py_XDECREF(fast);
+	Py_DECREF(path);
+	free(mods);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		free(w.region[r].p);
+	free(w.slots);
+	free(w.memo);
+	return result;
+}
