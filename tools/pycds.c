@@ -357,9 +357,14 @@ static int cmd_inspect(int argc, char **argv)
 		       pycds_region_name(r), (unsigned long long)h->regions[r].off,
 		       (unsigned long long)h->regions[r].size);
 	printf("modules:         %u (%u packages)\n", h->nr_modules, packages);
-	printf("relocations:     %llu internal, %llu image, %llu fixups\n",
+	printf("names pool:      %u strings, offset 0x%llx, %llu bytes\n",
+	       h->nr_names,
+	       (unsigned long long)h->regions[PYCDS_REGION_NAMES].off,
+	       (unsigned long long)h->regions[PYCDS_REGION_NAMES].size);
+	printf("relocations:     %llu internal, %llu image, %llu intern, %llu frozenset\n",
 	       (unsigned long long)h->nr_relocs, (unsigned long long)h->nr_images,
-	       (unsigned long long)h->nr_fixups);
+	       (unsigned long long)h->nr_interns,
+	       (unsigned long long)h->nr_fsets);
 	if (list) {
 		for (i = 0; i < h->nr_modules; i++) {
 			const struct pycds_module *m = pycds_module_get(&ar, i);

@@ -85,7 +85,7 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	    h->file_size > (1ULL << 47) - h->preferred_base)
 		return fail(err, errlen, "bad preferred base 0x%llx",
 			    (unsigned long long)h->preferred_base);
-	for (i = 0; i < PYCDS_NR_REGIONS; i++) {
+	for (i = 0; i < PYCDS_NR_ALL_REGIONS; i++) {
 		const struct pycds_span *r = &h->regions[i];
 
 		if (!in_file(r->off, r->size, size) || r->off % PYCDS_PAGE_SIZE)
@@ -110,9 +110,14 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	if (!table_fits(h->images_off, h->nr_images,
 			sizeof(struct pycds_image_reloc), size))
 		return fail(err, errlen, "image table out of bounds");
-	if (!table_fits(h->fixups_off, h->nr_fixups, sizeof(struct pycds_fixup),
+	if (!table_fits(h->interns_off, h->nr_interns,
+			sizeof(struct pycds_fixup), size) ||
+	    !table_fits(h->fsets_off, h->nr_fsets, sizeof(struct pycds_fixup),
 			size))
 		return fail(err, errlen, "fixup table out of bounds");
+	if (!table_fits(h->names_index_off, h->nr_names, sizeof(uint32_t),
+			size))
+		return fail(err, errlen, "names index out of bounds");
 	return 0;
 }
 
@@ -204,7 +209,8 @@ static int module_entry_check(const struct pycds_archive *ar, uint32_t idx,
 	}
 	if (!in_file(m->reloc_first, m->reloc_count, h->nr_relocs) ||
 	    !in_file(m->image_first, m->image_count, h->nr_images) ||
-	    !in_file(m->fixup_first, m->fixup_count, h->nr_fixups))
+	    !in_file(m->intern_first, m->intern_count, h->nr_interns) ||
+	    !in_file(m->fset_first, m->fset_count, h->nr_fsets))
 		return fail(err, errlen, "module %u: table slice out of bounds",
 			    idx);
 	if (m->root < m->span_off[PYCDS_REGION_CODE] || m->root % 8 ||
@@ -326,9 +332,12 @@ static uint64_t module_sum(const struct pycds_archive *ar,
 	XXH3_64bits_update(&st, ar->base + h->images_off +
 				       (uint64_t)m->image_first * 8,
 			   (size_t)m->image_count * 8);
-	XXH3_64bits_update(&st, ar->base + h->fixups_off +
-				       (uint64_t)m->fixup_first * 8,
-			   (size_t)m->fixup_count * 8);
+	XXH3_64bits_update(&st, ar->base + h->interns_off +
+				       (uint64_t)m->intern_first * 8,
+			   (size_t)m->intern_count * 8);
+	XXH3_64bits_update(&st, ar->base + h->fsets_off +
+				       (uint64_t)m->fset_first * 8,
+			   (size_t)m->fset_count * 8);
 	return XXH3_64bits_digest(&st);
 }
 
@@ -341,6 +350,7 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 	const uint32_t *relocs;
 	const struct pycds_image_reloc *images;
 	const struct pycds_fixup *fixups;
+	const uint32_t *names;
 	uint32_t i;
 	int ret;
 
@@ -394,20 +404,85 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 				    idx, i, pycds_image_kind_name(kind));
 	}
 
-	fixups = pycds_ptr(ar, h->fixups_off);
-	fixups += m->fixup_first;
-	for (i = 0; i < m->fixup_count; i++) {
+	/* Pool references are not in the relocation table: each one is an
+	 * intern fixup that names its pool entry, and must point at it. */
+	names = pycds_ptr(ar, h->names_index_off);
+	fixups = pycds_ptr(ar, h->interns_off);
+	fixups += m->intern_first;
+	for (i = 0; i < m->intern_count; i++) {
 		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0)
 			return fail(err, errlen,
-				    "module %u: fixup %u slot outside the module",
+				    "module %u: intern fixup %u slot outside the module",
 				    idx, i);
-		if (fixups[i].kind != PYCDS_FIX_INTERN &&
-		    fixups[i].kind != PYCDS_FIX_FROZENSET)
+		if (fixups[i].arg >= h->nr_names ||
+		    load_slot(ar, fixups[i].slot) !=
+			    h->preferred_base + names[fixups[i].arg])
 			return fail(err, errlen,
-				    "module %u: fixup %u has unknown kind %u", idx,
-				    i, fixups[i].kind);
+				    "module %u: intern fixup %u does not match the names pool",
+				    idx, i);
+	}
+	fixups = pycds_ptr(ar, h->fsets_off);
+	fixups += m->fset_first;
+	for (i = 0; i < m->fset_count; i++) {
+		uint64_t v, target;
+
+		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0)
+			return fail(err, errlen,
+				    "module %u: frozenset fixup %u slot outside the module",
+				    idx, i);
+		v = load_slot(ar, fixups[i].slot);
+		target = v - h->preferred_base;
+		if (v < h->preferred_base || span_of(m, target, 16) < 0)
+			return fail(err, errlen,
+				    "module %u: frozenset fixup %u points outside the module",
+				    idx, i);
 	}
 	return 0;
+}
+
+int pycds_names_check(const struct pycds_archive *ar,
+		      const struct pycds_image_ctx *img, char *err,
+		      size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_span *pool = &h->regions[PYCDS_REGION_NAMES];
+	const uint32_t *names = pycds_ptr(ar, h->names_index_off);
+	XXH3_state_t st;
+	uint64_t prev = 0;
+	uint32_t i;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, ar->base + pool->off, pool->size);
+	XXH3_64bits_update(&st, names, (size_t)h->nr_names * 4);
+	if (XXH3_64bits_digest(&st) != h->names_checksum)
+		return fail(err, errlen, "names pool checksum mismatch");
+	for (i = 0; i < h->nr_names; i++) {
+		uint64_t off = names[i], next;
+
+		next = i + 1 < h->nr_names ? names[i + 1] : pool->off + pool->size;
+		if (off % 8 || off < pool->off || (i && off <= prev) ||
+		    next > pool->off + pool->size || next < off ||
+		    next - off < PYCDS_MIN_STR_SIZE)
+			return fail(err, errlen, "names pool entry %u malformed", i);
+		if (img && load_slot(ar, off + 8) + img->bias !=
+				   img->expect[PYCDS_IMG_TYPE_STR])
+			return fail(err, errlen,
+				    "names pool entry %u is not a str", i);
+		prev = off;
+	}
+	return 0;
+}
+
+void pycds_names_relocate(const struct pycds_archive *ar, uint64_t bias)
+{
+	const uint32_t *names = pycds_ptr(ar, ar->hdr->names_index_off);
+	uint8_t *base = (uint8_t *)ar->base;
+	uint32_t i;
+
+	if (!bias)
+		return;
+	for (i = 0; i < ar->hdr->nr_names; i++)
+		*(uint64_t *)(base + names[i] + 8) += bias;
 }
 
 void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,
@@ -435,13 +510,14 @@ void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,
 
 const char *pycds_region_name(unsigned int id)
 {
-	static const char *const names[PYCDS_NR_REGIONS] = {
+	static const char *const names[PYCDS_NR_ALL_REGIONS] = {
 		[PYCDS_REGION_CODE] = "code",
 		[PYCDS_REGION_DATA] = "data",
 		[PYCDS_REGION_COLD] = "cold",
+		[PYCDS_REGION_NAMES] = "names",
 	};
 
-	return id < PYCDS_NR_REGIONS ? names[id] : "?";
+	return id < PYCDS_NR_ALL_REGIONS ? names[id] : "?";
 }
 
 const char *pycds_image_kind_name(unsigned int kind)

@@ -31,6 +31,8 @@ static struct {
 	uint8_t *map;
 	size_t map_size;
 	uint8_t *state;			/* enum mod_state, per module */
+	uint8_t names_state;		/* enum mod_state of the pool */
+	PyObject **resolved;		/* canonical str per pool entry */
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
 	unsigned long long hits, misses, stale, rejected;
@@ -178,88 +180,167 @@ static int archive_check(const struct pycds_archive *ar,
 
 /* ---- preparing a module on first use ---- */
 
-static int apply_fixups(const struct pycds_module *m, int kind, char *err,
-			size_t errlen)
+/* A names pool entry must be a well-formed, uninterned compact str that
+ * fits before the next entry. */
+static int name_sane(uint32_t idx, PyObject *o)
 {
-	const struct pycds_fixup *f = pycds_ptr(&g.ar, g.ar.hdr->fixups_off);
+	const struct pycds_header *h = g.ar.hdr;
+	const uint32_t *names = pycds_ptr(&g.ar, h->names_index_off);
+	uint64_t end = idx + 1 < h->nr_names
+			       ? names[idx + 1]
+			       : h->regions[PYCDS_REGION_NAMES].off +
+					 h->regions[PYCDS_REGION_NAMES].size;
+	PyASCIIObject *a = (PyASCIIObject *)o;
+	uint64_t hdr, size, room = end - names[idx];
+	unsigned int kind = a->state.kind;
+
+	if (Py_TYPE(o) != &PyUnicode_Type || !a->state.compact ||
+	    !a->state.ready || a->state.interned || a->hash != -1 ||
+	    (kind != 1 && kind != 2 && kind != 4) ||
+	    (a->state.ascii && kind != 1) || a->length < 0 ||
+	    (uint64_t)a->length > room)
+		return 0;
+	hdr = a->state.ascii ? sizeof(PyASCIIObject)
+			     : sizeof(PyCompactUnicodeObject);
+	size = hdr + ((uint64_t)a->length + 1) * kind;
+	if (size > room)
+		return 0;
+	/* NUL-terminated, as CPython assumes. */
+	return !memcmp((char *)o + hdr + (uint64_t)a->length * kind,
+		       "\0\0\0\0", kind);
+}
+
+static PyObject *name_resolve(uint32_t idx)
+{
+	PyObject *o, *t;
+
+	if (g.resolved[idx])
+		return g.resolved[idx];
+	o = pycds_name_entry(&g.ar, idx);
+	if (!name_sane(idx, o))
+		return NULL;
+	/* The first to intern a string makes it canonical; a string some
+	 * earlier code interned stays canonical and the archive uses it. */
+	t = o;
+	Py_INCREF(t);
+	PyUnicode_InternInPlace(&t);
+	g.interned++;
+	g.resolved[idx] = t;
+	return t;
+}
+
+static int names_prepare(char *err, size_t errlen)
+{
+	if (g.names_state == MOD_READY)
+		return 0;
+	if (g.names_state == MOD_BAD) {
+		snprintf(err, errlen, "names pool unusable");
+		return -1;
+	}
+	if (pycds_names_check(&g.ar, &g.ctx, err, errlen))
+		goto bad;
+	g.resolved = calloc(g.ar.hdr->nr_names ? g.ar.hdr->nr_names : 1,
+			    sizeof(*g.resolved));
+	if (!g.resolved) {
+		snprintf(err, errlen, "out of memory");
+		goto bad;
+	}
+	pycds_names_relocate(&g.ar, g.ctx.bias);
+	g.names_state = MOD_READY;
+	return 0;
+bad:
+	g.names_state = MOD_BAD;
+	return -1;
+}
+
+static int apply_interns(const struct pycds_module *m, char *err,
+			 size_t errlen)
+{
+	const struct pycds_fixup *f = pycds_ptr(&g.ar, g.ar.hdr->interns_off);
 	uint32_t i;
 
-	f += m->fixup_first;
-	for (i = 0; i < m->fixup_count; i++) {
-		PyObject **slot, *o, *t, *keys;
+	f += m->intern_first;
+	for (i = 0; i < m->intern_count; i++) {
+		PyObject **slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
+		PyObject *c = name_resolve(f[i].arg);
 
-		if ((int)f[i].kind != kind)
-			continue;
-		slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
-		o = *slot;
-		if (kind == PYCDS_FIX_INTERN) {
-			if (!PyUnicode_CheckExact(o))
-				goto bad_type;
-			t = o;
-			Py_INCREF(t);
-			PyUnicode_InternInPlace(&t);
-			/* An equal string was interned first: use it, and keep
-			 * the reference for the archive. */
-			g.interned++;
-			if (t != o) {
-				*slot = t;
-				g.redirected++;
-			} else {
-				Py_DECREF(t);
-			}
-		} else {
-			if (!PyFrozenSet_CheckExact(o))
-				goto bad_type;
-			/* The table depends on this process's hash seed, so
-			 * rehash every key: from a set, CPython would copy
-			 * the archived hashes. */
-			keys = PySequence_List(o);
-			t = keys ? PyFrozenSet_New(keys) : NULL;
-			Py_XDECREF(keys);
-			if (!t) {
-				PyErr_Clear();
-				snprintf(err, errlen, "cannot rebuild frozenset");
-				return -1;
-			}
-			*slot = t;
+		if (!c) {
+			snprintf(err, errlen, "names pool entry %u malformed",
+				 f[i].arg);
+			return -1;
+		}
+		/* Write only when the canonical string is not the one the
+		 * slot already holds: an untouched page stays shared. */
+		if (*slot != c) {
+			Py_INCREF(c);
+			*slot = c;
+			g.redirected++;
 		}
 	}
 	return 0;
-bad_type:
-	snprintf(err, errlen, "fixup %u points to a %s", i,
-		 kind == PYCDS_FIX_INTERN ? "non-str" : "non-frozenset");
-	return -1;
+}
+
+static int apply_fsets(const struct pycds_module *m, char *err, size_t errlen)
+{
+	const struct pycds_fixup *f = pycds_ptr(&g.ar, g.ar.hdr->fsets_off);
+	uint32_t i;
+
+	f += m->fset_first;
+	for (i = 0; i < m->fset_count; i++) {
+		PyObject **slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
+		PyObject *keys, *t;
+
+		if (!PyFrozenSet_CheckExact(*slot)) {
+			snprintf(err, errlen, "frozenset fixup %u: not a frozenset",
+				 i);
+			return -1;
+		}
+		/* The table depends on this process's hash seed, so rehash
+		 * every key: from a set, CPython would copy the archived
+		 * hashes. */
+		keys = PySequence_List(*slot);
+		t = keys ? PyFrozenSet_New(keys) : NULL;
+		Py_XDECREF(keys);
+		if (!t) {
+			PyErr_Clear();
+			snprintf(err, errlen, "cannot rebuild frozenset %u", i);
+			return -1;
+		}
+		*slot = t;
+	}
+	return 0;
 }
 
 static PyObject *module_prepare(uint32_t idx, const char *name)
 {
 	const struct pycds_module *m = pycds_module_get(&g.ar, idx);
 	char err[PYCDS_ERR_LEN];
+	struct timespec t0, t1;
 	PyObject *code;
 
+	if (g.state[idx] == MOD_READY)
+		return (PyObject *)pycds_ptr(&g.ar, m->root);
 	if (g.state[idx] == MOD_BAD)
 		return NULL;
-	if (g.state[idx] == MOD_NEW) {
-		struct timespec t0, t1;
-
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		if (pycds_module_check(&g.ar, idx, &g.ctx, err, sizeof(err)))
-			goto bad;
-		pycds_module_relocate(&g.ar, idx, g.ctx.bias);
-		code = (PyObject *)pycds_ptr(&g.ar, m->root);
-		if (Py_TYPE(code) != &PyCode_Type) {
-			snprintf(err, sizeof(err), "root is not a code object");
-			goto bad;
-		}
-		if (apply_fixups(m, PYCDS_FIX_INTERN, err, sizeof(err)) ||
-		    apply_fixups(m, PYCDS_FIX_FROZENSET, err, sizeof(err)))
-			goto bad;
-		g.state[idx] = MOD_READY;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		g.prepare_ns += (t1.tv_sec - t0.tv_sec) * 1000000000ULL +
-				t1.tv_nsec - t0.tv_nsec;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pycds_module_check(&g.ar, idx, &g.ctx, err, sizeof(err)) ||
+	    names_prepare(err, sizeof(err)))
+		goto bad;
+	pycds_module_relocate(&g.ar, idx, g.ctx.bias);
+	code = (PyObject *)pycds_ptr(&g.ar, m->root);
+	if (Py_TYPE(code) != &PyCode_Type) {
+		snprintf(err, sizeof(err), "root is not a code object");
+		goto bad;
 	}
-	return (PyObject *)pycds_ptr(&g.ar, m->root);
+	/* Interning first: a rebuilt frozenset gets canonical names. */
+	if (apply_interns(m, err, sizeof(err)) ||
+	    apply_fsets(m, err, sizeof(err)))
+		goto bad;
+	g.state[idx] = MOD_READY;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	g.prepare_ns += (t1.tv_sec - t0.tv_sec) * 1000000000ULL +
+			t1.tv_nsec - t0.tv_nsec;
+	return code;
 bad:
 	g.state[idx] = MOD_BAD;
 	g.rejected++;

@@ -32,7 +32,7 @@ struct wbuf {
 struct ref {
 	uint8_t region;		/* for internal refs */
 	uint8_t image;		/* 0: internal; else enum pycds_image_kind */
-	uint8_t intern;		/* str that the process must intern */
+	uint8_t pool;		/* names pool entry @off */
 	uint8_t frozenset;	/* frozenset the process must rebuild */
 	uint32_t off;		/* region offset of the object */
 	uint64_t value;		/* link-time address for image refs */
@@ -50,7 +50,10 @@ struct memo_entry {
 };
 
 struct writer {
-	struct wbuf region[PYCDS_NR_REGIONS];
+	struct wbuf region[PYCDS_NR_ALL_REGIONS];
+	PyObject *pool;			/* str -> names pool index */
+	uint32_t *pool_off;		/* region offset of each entry */
+	size_t nr_pool, cap_pool;
 	struct slot *slots;
 	size_t nr_slots, cap_slots;
 	struct memo_entry *memo;	/* per module: object -> ref */
@@ -409,11 +412,57 @@ static int emit_code(struct writer *w, PyObject *o, long *off)
 	FIELD(co_name, PYCDS_REGION_DATA);
 	FIELD(co_qualname, PYCDS_REGION_DATA);
 	FIELD(co_filename, PYCDS_REGION_DATA);
-	FIELD(co_localsplusnames, PYCDS_REGION_COLD);
+	FIELD(co_localsplusnames, PYCDS_REGION_DATA);
 	FIELD(co_localspluskinds, PYCDS_REGION_COLD);
 	FIELD(co_linetable, PYCDS_REGION_COLD);
 	FIELD(co_exceptiontable, PYCDS_REGION_COLD);
 #undef FIELD
+	return 0;
+}
+
+/* An interned string goes to the names pool, once per archive. */
+static int emit_name(struct writer *w, PyObject *o, struct ref *out)
+{
+	PyObject *known = PyDict_GetItemWithError(w->pool, o);
+	size_t nr_slots = w->nr_slots;
+	PyObject *idx;
+	long off;
+
+	if (known) {
+		*out = (struct ref){ .pool = 1,
+				     .off = (uint32_t)PyLong_AsSize_t(known) };
+		return 0;
+	}
+	if (PyErr_Occurred()) {
+		PyErr_Clear();
+		return left_out(w, "cannot look up a name");
+	}
+	if (w->nr_pool == w->cap_pool) {
+		size_t cap = w->cap_pool ? w->cap_pool * 2 : 4096;
+		uint32_t *p = realloc(w->pool_off, cap * sizeof(*p));
+
+		if (!p)
+			return left_out(w, "out of memory");
+		w->pool_off = p;
+		w->cap_pool = cap;
+	}
+	if (emit_str(w, o, PYCDS_REGION_NAMES, &off))
+		return -1;
+	/* Pool entries carry their type pointer implicitly (offset 8):
+	 * drop the slot new_object recorded and store the address. */
+	w->nr_slots = nr_slots;
+	((PyObject *)at(w, PYCDS_REGION_NAMES, off))->ob_type =
+		(PyTypeObject *)((uintptr_t)&PyUnicode_Type - w->image.bias);
+	idx = PyLong_FromSize_t(w->nr_pool);
+	if (!idx || PyDict_SetItem(w->pool, o, idx)) {
+		Py_XDECREF(idx);
+		PyErr_Clear();
+		return left_out(w, "out of memory");
+	}
+	Py_DECREF(idx);
+	w->pool_off[w->nr_pool] = (uint32_t)off;
+	*out = (struct ref){ .pool = 1, .off = (uint32_t)w->nr_pool };
+	w->nr_pool++;
 	return 0;
 }
 
@@ -442,10 +491,10 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 			return left_out(w, "static %s constant",
 					Py_TYPE(o)->tp_name);
 		*out = image_ref(w, PYCDS_IMG_STATIC, o);
-		out->intern = PyUnicode_CheckExact(o) &&
-			      PyUnicode_CHECK_INTERNED(o);
 		return 0;
 	}
+	if (PyUnicode_CheckExact(o) && PyUnicode_CHECK_INTERNED(o))
+		return emit_name(w, o, out);
 	seen = memo_find(w, o);
 	if (seen) {
 		*out = *seen;
@@ -461,7 +510,6 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 		ret = emit_code(w, o, &off);
 	} else if (PyUnicode_CheckExact(o)) {
 		ret = emit_str(w, o, region, &off);
-		r.intern = PyUnicode_CHECK_INTERNED(o) != 0;
 	} else if (PyBytes_CheckExact(o)) {
 		size_t size = offsetof(PyBytesObject, ob_sval) +
 			      PyBytes_GET_SIZE(o) + 1;
@@ -519,9 +567,10 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 
 struct layout {
 	uint64_t modules_off, buckets_off, names_off, relocs_off, images_off,
-		fixups_off, region_off[PYCDS_NR_REGIONS], size;
+		interns_off, fsets_off, index_off;
+	uint64_t region_off[PYCDS_NR_ALL_REGIONS], size;
 	uint32_t nr_buckets;
-	uint64_t names_size, nr_relocs, nr_images, nr_fixups;
+	uint64_t names_size, nr_relocs, nr_images, nr_interns, nr_fsets;
 };
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -550,6 +599,97 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Publish atomically: never leave a partial file under @path. */
+static int publish(const char *path, const uint8_t *file, size_t size)
+{
+	char tmp[4096];
+	int fd, ret;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >=
+	    sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	ret = write_all(fd, file, size);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static void plan(struct writer *w, struct wmodule *mods, size_t n,
+		 struct layout *l)
+{
+	size_t i, j;
+	unsigned int r;
+
+	for (i = 0; i < n; i++) {
+		Py_ssize_t a, b;
+
+		PyUnicode_AsUTF8AndSize(mods[i].name, &a);
+		PyUnicode_AsUTF8AndSize(mods[i].origin, &b);
+		l->names_size += a + b;
+		for (j = mods[i].slot_first; j < mods[i].slot_end; j++) {
+			const struct ref *to = &w->slots[j].to;
+
+			if (to->image)
+				l->nr_images++;
+			else if (to->pool)
+				l->nr_interns++;
+			else
+				l->nr_relocs++;
+			l->nr_fsets += to->frozenset;
+		}
+	}
+	l->nr_buckets = 16;
+	while (l->nr_buckets < n * 2 + 1)
+		l->nr_buckets *= 2;
+	l->modules_off = align_up(sizeof(struct pycds_header), 64);
+	l->buckets_off = l->modules_off + n * sizeof(struct pycds_module);
+	l->names_off = l->buckets_off + (uint64_t)l->nr_buckets * 4;
+	l->relocs_off = align_up(l->names_off + l->names_size, 8);
+	l->images_off = align_up(l->relocs_off + l->nr_relocs * 4, 8);
+	l->interns_off = l->images_off + l->nr_images * 8;
+	l->fsets_off = l->interns_off + l->nr_interns * 8;
+	l->index_off = l->fsets_off + l->nr_fsets * 8;
+	l->size = align_up(l->index_off + w->nr_pool * 4, PYCDS_PAGE_SIZE);
+	/* The pool first: its pages are written by interning, so they are
+	 * kept together, apart from objects that may stay clean. */
+	l->region_off[PYCDS_REGION_NAMES] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
+			   PYCDS_PAGE_SIZE);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		l->region_off[r] = l->size;
+		l->size = align_up(l->size + w->region[r].len, PYCDS_PAGE_SIZE);
+	}
+}
+
+static uint64_t module_sum(const uint8_t *file, const struct layout *l,
+			   const struct pycds_module *m)
+{
+	XXH3_state_t st;
+	unsigned int r;
+
+	XXH3_64bits_reset(&st);
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		XXH3_64bits_update(&st, file + m->span_off[r], m->span_size[r]);
+	XXH3_64bits_update(&st, file + l->relocs_off + m->reloc_first * 4ULL,
+			   (size_t)m->reloc_count * 4);
+	XXH3_64bits_update(&st, file + l->images_off + m->image_first * 8ULL,
+			   (size_t)m->image_count * 8);
+	XXH3_64bits_update(&st, file + l->interns_off + m->intern_first * 8ULL,
+			   (size_t)m->intern_count * 8);
+	XXH3_64bits_update(&st, file + l->fsets_off + m->fset_first * 8ULL,
+			   (size_t)m->fset_count * 8);
+	return XXH3_64bits_digest(&st);
+}
+
 static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 			  const char *path, uint64_t base)
 {
@@ -557,56 +697,23 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	struct layout l = { 0 };
 	struct pycds_header *h;
 	struct pycds_module *me;
-	uint32_t *buckets, *relocs;
+	uint32_t *buckets, *relocs, *index;
 	struct pycds_image_reloc *images;
-	struct pycds_fixup *fixups;
+	struct pycds_fixup *interns, *fsets;
 	uint8_t *file = NULL, *names;
 	size_t i, j, nameoff = 0;
-	char tmp[4096];
-	int fd, ret;
 	unsigned int r;
 	PyObject *result = NULL;
 	XXH3_state_t st;
+	int ret;
 
 	if (pycds_interp_fill(&id, &w->image))
 		return NULL;
-
-	for (i = 0; i < n; i++) {
-		Py_ssize_t a, b;
-
-		if (!PyUnicode_AsUTF8AndSize(mods[i].name, &a) ||
-		    !PyUnicode_AsUTF8AndSize(mods[i].origin, &b))
-			return NULL;
-		l.names_size += a + b;
-		for (j = mods[i].slot_first; j < mods[i].slot_end; j++) {
-			const struct ref *to = &w->slots[j].to;
-
-			if (to->image)
-				l.nr_images++;
-			else
-				l.nr_relocs++;
-			l.nr_fixups += to->intern + to->frozenset;
-		}
-	}
-	l.nr_buckets = 16;
-	while (l.nr_buckets < n * 2 + 1)
-		l.nr_buckets *= 2;
-	l.modules_off = align_up(sizeof(*h), 64);
-	l.buckets_off = l.modules_off + n * sizeof(struct pycds_module);
-	l.names_off = l.buckets_off + (uint64_t)l.nr_buckets * 4;
-	l.relocs_off = align_up(l.names_off + l.names_size, 8);
-	l.images_off = align_up(l.relocs_off + l.nr_relocs * 4, 8);
-	l.fixups_off = l.images_off + l.nr_images * 8;
-	l.size = align_up(l.fixups_off + l.nr_fixups * 8, PYCDS_PAGE_SIZE);
-	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
-		l.region_off[r] = l.size;
-		l.size = align_up(l.size + w->region[r].len, PYCDS_PAGE_SIZE);
-	}
+	plan(w, mods, n, &l);
 	if (l.size > UINT32_MAX) {
 		PyErr_SetString(PyExc_OverflowError, "archive exceeds 4 GiB");
 		return NULL;
 	}
-
 	file = calloc(1, l.size);
 	if (!file)
 		return PyErr_NoMemory();
@@ -616,11 +723,16 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	names = file + l.names_off;
 	relocs = (uint32_t *)(file + l.relocs_off);
 	images = (struct pycds_image_reloc *)(file + l.images_off);
-	fixups = (struct pycds_fixup *)(file + l.fixups_off);
-	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+	interns = (struct pycds_fixup *)(file + l.interns_off);
+	fsets = (struct pycds_fixup *)(file + l.fsets_off);
+	index = (uint32_t *)(file + l.index_off);
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++)
 		memcpy(file + l.region_off[r], w->region[r].p, w->region[r].len);
+	for (i = 0; i < w->nr_pool; i++)
+		index[i] = (uint32_t)(l.region_off[PYCDS_REGION_NAMES] +
+				      w->pool_off[i]);
 
-	l.nr_relocs = l.nr_images = l.nr_fixups = 0;
+	l.nr_relocs = l.nr_images = l.nr_interns = l.nr_fsets = 0;
 	for (i = 0; i < n; i++) {
 		struct wmodule *m = &mods[i];
 		const char *s;
@@ -653,37 +765,34 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		}
 		me[i].reloc_first = (uint32_t)l.nr_relocs;
 		me[i].image_first = (uint32_t)l.nr_images;
-		me[i].fixup_first = (uint32_t)l.nr_fixups;
-		/* Interning first: a rebuilt frozenset gets canonical names. */
+		me[i].intern_first = (uint32_t)l.nr_interns;
+		me[i].fset_first = (uint32_t)l.nr_fsets;
 		for (j = m->slot_first; j < m->slot_end; j++) {
 			const struct slot *sl = &w->slots[j];
-			uint64_t slot = slot_file_off(&l, sl);
+			uint32_t slot = (uint32_t)slot_file_off(&l, sl);
 			uint64_t v;
 
 			if (sl->to.image) {
 				v = sl->to.value;
-				images[l.nr_images].slot = (uint32_t)slot;
+				images[l.nr_images].slot = slot;
 				images[l.nr_images++].kind = sl->to.image;
+			} else if (sl->to.pool) {
+				v = base + index[sl->to.off];
+				interns[l.nr_interns].slot = slot;
+				interns[l.nr_interns++].arg = sl->to.off;
 			} else {
 				v = base + l.region_off[sl->to.region] + sl->to.off;
-				relocs[l.nr_relocs++] = (uint32_t)slot;
+				relocs[l.nr_relocs++] = slot;
 			}
 			memcpy(file + slot, &v, 8);
-			if (sl->to.intern) {
-				fixups[l.nr_fixups].slot = (uint32_t)slot;
-				fixups[l.nr_fixups++].kind = PYCDS_FIX_INTERN;
-			}
-		}
-		for (j = m->slot_first; j < m->slot_end; j++) {
-			if (!w->slots[j].to.frozenset)
-				continue;
-			fixups[l.nr_fixups].slot =
-				(uint32_t)slot_file_off(&l, &w->slots[j]);
-			fixups[l.nr_fixups++].kind = PYCDS_FIX_FROZENSET;
+			if (sl->to.frozenset)
+				fsets[l.nr_fsets++].slot = slot;
 		}
 		me[i].reloc_count = (uint32_t)l.nr_relocs - me[i].reloc_first;
 		me[i].image_count = (uint32_t)l.nr_images - me[i].image_first;
-		me[i].fixup_count = (uint32_t)l.nr_fixups - me[i].fixup_first;
+		me[i].intern_count = (uint32_t)l.nr_interns - me[i].intern_first;
+		me[i].fset_count = (uint32_t)l.nr_fsets - me[i].fset_first;
+		me[i].checksum = module_sum(file, &l, &me[i]);
 	}
 
 	memcpy(h->magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN);
@@ -692,10 +801,12 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->file_size = l.size;
 	h->preferred_base = base;
 	h->interp = id;
-	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++) {
 		h->regions[r].off = l.region_off[r];
 		h->regions[r].size = align_up(w->region[r].len, 8);
 	}
+	h->names_index_off = l.index_off;
+	h->nr_names = (uint32_t)w->nr_pool;
 	h->modules_off = l.modules_off;
 	h->nr_modules = (uint32_t)n;
 	h->nr_buckets = l.nr_buckets;
@@ -706,22 +817,16 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->nr_relocs = l.nr_relocs;
 	h->images_off = l.images_off;
 	h->nr_images = l.nr_images;
-	h->fixups_off = l.fixups_off;
-	h->nr_fixups = l.nr_fixups;
+	h->interns_off = l.interns_off;
+	h->nr_interns = l.nr_interns;
+	h->fsets_off = l.fsets_off;
+	h->nr_fsets = l.nr_fsets;
 
-	for (i = 0; i < n; i++) {
-		XXH3_64bits_reset(&st);
-		for (r = 0; r < PYCDS_NR_REGIONS; r++)
-			XXH3_64bits_update(&st, file + me[i].span_off[r],
-					   me[i].span_size[r]);
-		XXH3_64bits_update(&st, relocs + me[i].reloc_first,
-				   (size_t)me[i].reloc_count * 4);
-		XXH3_64bits_update(&st, images + me[i].image_first,
-				   (size_t)me[i].image_count * 8);
-		XXH3_64bits_update(&st, fixups + me[i].fixup_first,
-				   (size_t)me[i].fixup_count * 8);
-		me[i].checksum = XXH3_64bits_digest(&st);
-	}
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, file + h->regions[PYCDS_REGION_NAMES].off,
+			   h->regions[PYCDS_REGION_NAMES].size);
+	XXH3_64bits_update(&st, index, w->nr_pool * 4);
+	h->names_checksum = XXH3_64bits_digest(&st);
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, me, n * sizeof(*me));
 	XXH3_64bits_update(&st, buckets, (size_t)l.nr_buckets * 4);
@@ -730,39 +835,23 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->header_checksum = 0;
 	h->header_checksum = XXH3_64bits(h, sizeof(*h));
 
-	/* Publish atomically: never leave a partial file under @path. */
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >=
-	    sizeof(tmp)) {
-		PyErr_SetString(PyExc_ValueError, "output path too long");
-		goto out;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		PyErr_SetFromErrnoWithFilename(PyExc_OSError, tmp);
-		goto out;
-	}
-	ret = write_all(fd, file, l.size);
-	if (!ret && fsync(fd))
-		ret = -errno;
-	if (close(fd) && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path))
-		ret = -errno;
+	ret = publish(path, file, l.size);
 	if (ret) {
-		unlink(tmp);
 		errno = -ret;
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
 		goto out;
 	}
 	result = Py_BuildValue(
-		"{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n}", "size",
+		"{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n}", "size",
 		(unsigned long long)l.size, "code",
 		(unsigned long long)w->region[PYCDS_REGION_CODE].len, "data",
 		(unsigned long long)w->region[PYCDS_REGION_DATA].len, "cold",
-		(unsigned long long)w->region[PYCDS_REGION_COLD].len, "relocs",
+		(unsigned long long)w->region[PYCDS_REGION_COLD].len, "names",
+		(unsigned long long)w->region[PYCDS_REGION_NAMES].len, "relocs",
 		(unsigned long long)l.nr_relocs, "images",
-		(unsigned long long)l.nr_images, "fixups",
-		(unsigned long long)l.nr_fixups, "base",
+		(unsigned long long)l.nr_images, "interns",
+		(unsigned long long)l.nr_interns, "pool",
+		(unsigned long long)w->nr_pool, "base",
 		(unsigned long long)base, "modules", (Py_ssize_t)n);
 out:
 	free(file);
@@ -830,6 +919,9 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 				"cannot find the interpreter image");
 		goto out;
 	}
+	w.pool = PyDict_New();
+	if (!w.pool)
+		goto out;
 	fast = PySequence_Fast(seq, "modules must be a sequence");
 	if (!fast)
 		goto out;
@@ -881,8 +973,10 @@ out:
 	Py_XDECREF(fast);
 	Py_DECREF(path);
 	free(mods);
-	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++)
 		free(w.region[r].p);
+	Py_XDECREF(w.pool);
+	free(w.pool_off);
 	free(w.slots);
 	free(w.memo);
 	return result;

@@ -33,9 +33,11 @@
 /* Heap regions, grouped by how likely a process is to write their pages. */
 enum pycds_region_id {
 	PYCDS_REGION_CODE = 0,	/* code objects: quickened when run */
-	PYCDS_REGION_DATA = 1,	/* constants and names: increfed, hashed */
-	PYCDS_REGION_COLD = 2,	/* line/exception tables, local names */
-	PYCDS_NR_REGIONS = 3,
+	PYCDS_REGION_DATA = 1,	/* constants and name tuples: increfed */
+	PYCDS_REGION_COLD = 2,	/* line and exception tables, local kinds */
+	PYCDS_NR_REGIONS = 3,	/* regions split into per-module spans */
+	PYCDS_REGION_NAMES = 3,	/* the archive-wide pool of interned str */
+	PYCDS_NR_ALL_REGIONS = 4,
 };
 
 struct pycds_span {
@@ -65,7 +67,16 @@ struct pycds_header {
 	uint64_t preferred_base;
 	struct pycds_interp interp;
 
-	struct pycds_span regions[PYCDS_NR_REGIONS];
+	struct pycds_span regions[PYCDS_NR_ALL_REGIONS];
+
+	/* The names pool: every string the compiler interned, once for the
+	 * whole archive, so a string interned by one module is canonical
+	 * for all.  uint32_t[nr_names] file offsets of the str objects, in
+	 * increasing order, inside regions[PYCDS_REGION_NAMES]. */
+	uint64_t names_index_off;
+	uint32_t nr_names;
+	uint32_t reserved0;
+	uint64_t names_checksum;	/* XXH3-64 of the pool and its index */
 
 	uint64_t modules_off;	/* struct pycds_module[nr_modules] */
 	uint32_t nr_modules;
@@ -76,12 +87,14 @@ struct pycds_header {
 	uint64_t nr_relocs;
 	uint64_t images_off;	/* struct pycds_image_reloc[nr_images] */
 	uint64_t nr_images;
-	uint64_t fixups_off;	/* struct pycds_fixup[nr_fixups] */
-	uint64_t nr_fixups;
+	uint64_t interns_off;	/* struct pycds_fixup[nr_interns] */
+	uint64_t nr_interns;
+	uint64_t fsets_off;	/* struct pycds_fixup[nr_fsets] */
+	uint64_t nr_fsets;
 
 	uint64_t meta_checksum;	/* XXH3-64 of modules, buckets and names */
 	uint64_t header_checksum; /* XXH3-64 of this header, this field 0 */
-	uint8_t reserved[64];
+	uint8_t reserved[32];
 };
 
 #define PYCDS_MOD_PACKAGE	0x1u
@@ -105,7 +118,8 @@ struct pycds_module {
 	uint32_t span_size[PYCDS_NR_REGIONS];
 	uint32_t reloc_first, reloc_count;
 	uint32_t image_first, image_count;
-	uint32_t fixup_first, fixup_count;
+	uint32_t intern_first, intern_count;
+	uint32_t fset_first, fset_count;
 	uint64_t checksum;	/* XXH3-64 of its spans and table slices */
 };
 
@@ -134,23 +148,26 @@ struct pycds_image_reloc {
 	uint32_t kind;		/* enum pycds_image_kind */
 };
 
-enum pycds_fixup_kind {
-	PYCDS_FIX_INTERN = 1,	/* slot's str must be the interned one */
-	PYCDS_FIX_FROZENSET = 2, /* slot's frozenset is rebuilt in-process */
-};
-
+/*
+ * Fixups a process applies when it first uses a module.
+ * interns: the slot holds the preferred-base address of names pool entry
+ *	@arg; the process interns that string once and stores the canonical
+ *	object (the pool's own string when it is the first) in the slot.
+ * fsets: the slot holds a frozenset whose table depends on the hash seed;
+ *	the process rebuilds it (@arg is 0).
+ */
 struct pycds_fixup {
 	uint32_t slot;
-	uint32_t kind;
+	uint32_t arg;
 };
 
 _Static_assert(sizeof(struct pycds_interp) == 88, "pycds_interp size");
 _Static_assert(sizeof(struct pycds_span) == 16, "pycds_span size");
-_Static_assert(sizeof(struct pycds_header) == 336, "pycds_header size");
+_Static_assert(sizeof(struct pycds_header) == 360, "pycds_header size");
 _Static_assert(offsetof(struct pycds_header, interp) == 32, "interp offset");
 _Static_assert(offsetof(struct pycds_header, regions) == 120,
 	       "regions offset");
-_Static_assert(sizeof(struct pycds_module) == 104, "pycds_module size");
+_Static_assert(sizeof(struct pycds_module) == 112, "pycds_module size");
 _Static_assert(sizeof(struct pycds_image_reloc) == 8, "image reloc size");
 _Static_assert(sizeof(struct pycds_fixup) == 8, "fixup size");
 

@@ -16,6 +16,8 @@
 #include "archive.h"
 
 #define PYCDS_ERR_LEN 256
+/* Smallest str object in the names pool (a 64-bit PyASCIIObject). */
+#define PYCDS_MIN_STR_SIZE 48
 
 /* What the running interpreter expects image slots to hold, as load-time
  * addresses.  Built by the runtime; the tool checks kinds only. */
@@ -74,6 +76,26 @@ const char *pycds_module_origin(const struct pycds_archive *ar,
 int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 		       const struct pycds_image_ctx *img, char *err,
 		       size_t errlen);
+
+/* Check the names pool (once, before the first module that uses it):
+ * checksum, index order and bounds, and with @img that each entry is a
+ * str.  Before pycds_names_relocate. */
+int pycds_names_check(const struct pycds_archive *ar,
+		      const struct pycds_image_ctx *img, char *err,
+		      size_t errlen);
+
+/* Add the image load bias to each pool entry's type pointer. */
+void pycds_names_relocate(const struct pycds_archive *ar, uint64_t bias);
+
+/* Address of names pool entry @i in this mapping. */
+static inline void *pycds_name_entry(const struct pycds_archive *ar,
+				     uint32_t i)
+{
+	const uint32_t *names =
+		(const uint32_t *)(ar->base + ar->hdr->names_index_off);
+
+	return (void *)(ar->base + names[i]);
+}
 
 /* Apply relocations to a checked module mapped writable at @ar->base:
  * internal slots get @ar->delta, image slots get @bias. */
