@@ -37,8 +37,10 @@ static void synth_sums(struct synth *s)
 				   m[i].reloc_count * 4);
 		XXH3_64bits_update(&st, s->buf + h->images_off + m[i].image_first * 8,
 				   m[i].image_count * 8);
-		XXH3_64bits_update(&st, s->buf + h->fixups_off + m[i].fixup_first * 8,
-				   m[i].fixup_count * 8);
+		XXH3_64bits_update(&st, s->buf + h->interns_off + m[i].intern_first * 8,
+				   m[i].intern_count * 8);
+		XXH3_64bits_update(&st, s->buf + h->fsets_off + m[i].fset_first * 8,
+				   m[i].fset_count * 8);
 		m[i].checksum = XXH3_64bits_digest(&st);
 	}
 	XXH3_64bits_reset(&st);
@@ -46,6 +48,11 @@ static void synth_sums(struct synth *s)
 	XXH3_64bits_update(&st, s->buf + h->buckets_off, h->nr_buckets * 4);
 	XXH3_64bits_update(&st, s->buf + h->names.off, h->names.size);
 	h->meta_checksum = XXH3_64bits_digest(&st);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, s->buf + h->regions[PYCDS_REGION_NAMES].off,
+			   h->regions[PYCDS_REGION_NAMES].size);
+	XXH3_64bits_update(&st, s->buf + h->names_index_off, h->nr_names * 4);
+	h->names_checksum = XXH3_64bits_digest(&st);
 	h->header_checksum = 0;
 	h->header_checksum = XXH3_64bits(h, sizeof(*h));
 }
@@ -54,7 +61,8 @@ static void synth_sums(struct synth *s)
  * NMOD modules named "m0".."m2" (origin "/src/mN.py"); each has SPAN bytes
  * in each region, one internal pointer (slot at its code span + 8, pointing
  * to its data span), one image slot (code span + 16, a code type at
- * 0x1000) and one intern fixup (the data span's slot).
+ * 0x1000) and one intern fixup (code span + 24, names pool entry N).  The
+ * pool holds NMOD 64-byte entries whose type pointer is 0x3000.
  */
 static void synth_build(struct synth *s)
 {
@@ -63,11 +71,12 @@ static void synth_build(struct synth *s)
 	uint32_t *buckets, *relocs;
 	struct pycds_image_reloc *img;
 	struct pycds_fixup *fix;
+	uint32_t *index;
 	uint64_t heap;
 	char *names;
 	uint32_t i, r, nameoff = 0;
 
-	s->size = 4 * PYCDS_PAGE_SIZE + NMOD * SPAN * PYCDS_NR_REGIONS;
+	s->size = 6 * PYCDS_PAGE_SIZE + NMOD * SPAN * PYCDS_NR_ALL_REGIONS;
 	s->size = (s->size + PYCDS_PAGE_SIZE - 1) & ~(size_t)(PYCDS_PAGE_SIZE - 1);
 	s->buf = calloc(1, s->size);
 	h = (void *)s->buf;
@@ -109,16 +118,27 @@ static void synth_build(struct synth *s)
 	h->nr_relocs = NMOD;
 	h->images_off = h->relocs_off + NMOD * 8;
 	h->nr_images = NMOD;
-	h->fixups_off = h->images_off + NMOD * 8;
-	h->nr_fixups = NMOD;
+	h->interns_off = h->images_off + NMOD * 8;
+	h->nr_interns = NMOD;
+	h->fsets_off = h->interns_off + NMOD * 8;
+	h->nr_fsets = 0;
+	h->names_index_off = h->fsets_off;
+	h->nr_names = NMOD;
 	relocs = (void *)(s->buf + h->relocs_off);
 	img = (void *)(s->buf + h->images_off);
-	fix = (void *)(s->buf + h->fixups_off);
+	fix = (void *)(s->buf + h->interns_off);
+	index = (void *)(s->buf + h->names_index_off);
 
 	heap = 2 * PYCDS_PAGE_SIZE;
-	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++) {
 		h->regions[r].off = heap + r * PYCDS_PAGE_SIZE;
 		h->regions[r].size = NMOD * SPAN;
+	}
+	for (i = 0; i < NMOD; i++) {
+		uint64_t type = 0x3000;
+
+		index[i] = h->regions[PYCDS_REGION_NAMES].off + i * 64;
+		memcpy(s->buf + index[i] + 8, &type, 8);
 	}
 	for (i = 0; i < NMOD; i++) {
 		uint64_t target;
@@ -130,8 +150,8 @@ static void synth_build(struct synth *s)
 		m[i].root = m[i].span_off[PYCDS_REGION_CODE];
 		m[i].src_mtime = 1000 + i;
 		m[i].src_size = 10 + i;
-		m[i].reloc_first = m[i].image_first = m[i].fixup_first = i;
-		m[i].reloc_count = m[i].image_count = m[i].fixup_count = 1;
+		m[i].reloc_first = m[i].image_first = m[i].intern_first = i;
+		m[i].reloc_count = m[i].image_count = m[i].intern_count = 1;
 		relocs[i] = m[i].span_off[PYCDS_REGION_CODE] + 8;
 		target = BASE + m[i].span_off[PYCDS_REGION_DATA];
 		memcpy(s->buf + relocs[i], &target, 8);
@@ -139,8 +159,10 @@ static void synth_build(struct synth *s)
 		img[i].kind = PYCDS_IMG_TYPE_CODE;
 		target = 0x1000;
 		memcpy(s->buf + img[i].slot, &target, 8);
-		fix[i].slot = relocs[i];
-		fix[i].kind = PYCDS_FIX_INTERN;
+		fix[i].slot = m[i].span_off[PYCDS_REGION_CODE] + 24;
+		fix[i].arg = i;
+		target = BASE + index[i];
+		memcpy(s->buf + fix[i].slot, &target, 8);
 	}
 	synth_sums(s);
 }
@@ -163,6 +185,8 @@ static int full_check(struct synth *s, const struct pycds_image_ctx *ctx)
 		return -1;
 	if (pycds_meta_check(&ar, err, sizeof(err)))
 		return -2;
+	if (pycds_names_check(&ar, ctx, err, sizeof(err)))
+		return -4;
 	for (i = 0; i < ar.hdr->nr_modules; i++)
 		if (pycds_module_check(&ar, i, ctx, err, sizeof(err)))
 			return -3;
@@ -251,12 +275,13 @@ TEST_F(archive, rejects_object_bit_flip)
 	unsigned int r;
 	size_t i;
 
-	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++) {
 		for (i = 0; i < h->regions[r].size; i += 37) {
 			size_t at = h->regions[r].off + i;
 
 			self->s.buf[at] ^= 0x01;
-			EXPECT_EQ(-3, full_check(&self->s, NULL))
+			EXPECT_EQ(r == PYCDS_REGION_NAMES ? -4 : -3,
+				  full_check(&self->s, NULL))
 				TH_LOG("%s byte %zu flip accepted",
 				       pycds_region_name(r), i);
 			self->s.buf[at] ^= 0x01;
@@ -293,13 +318,32 @@ TEST_F(archive, rejects_unknown_image_kind_and_wrong_target)
 	struct pycds_image_ctx ctx = { .bias = 0 };
 
 	ctx.expect[PYCDS_IMG_TYPE_CODE] = 0x1000;
+	ctx.expect[PYCDS_IMG_TYPE_STR] = 0x3000;
 	ASSERT_EQ(0, full_check(&self->s, &ctx));
 	ctx.expect[PYCDS_IMG_TYPE_CODE] = 0x2000;
 	EXPECT_EQ(-3, full_check(&self->s, &ctx));
+	ctx.expect[PYCDS_IMG_TYPE_STR] = 0x4000;
+	EXPECT_EQ(-4, full_check(&self->s, &ctx));
+	ctx.expect[PYCDS_IMG_TYPE_STR] = 0x3000;
 	ctx.bias = 0x1000;
+	EXPECT_EQ(-4, full_check(&self->s, &ctx));
+	ctx.expect[PYCDS_IMG_TYPE_STR] = 0x4000;
 	EXPECT_EQ(0, full_check(&self->s, &ctx));
 
 	img[1].kind = PYCDS_IMG_NR_KINDS;
+	synth_sums(&self->s);
+	EXPECT_EQ(-3, full_check(&self->s, NULL));
+}
+
+TEST_F(archive, rejects_intern_fixup_not_matching_pool)
+{
+	struct pycds_header *h = (void *)self->s.buf;
+	struct pycds_fixup *fix = (void *)(self->s.buf + h->interns_off);
+
+	fix[1].arg = 2;		/* slot points at entry 1 */
+	synth_sums(&self->s);
+	EXPECT_EQ(-3, full_check(&self->s, NULL));
+	fix[1].arg = NMOD;	/* past the pool */
 	synth_sums(&self->s);
 	EXPECT_EQ(-3, full_check(&self->s, NULL));
 }
