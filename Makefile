@@ -32,7 +32,7 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -Wall -Wextra $(WERROR) -std=gnu11 -fno-strict-aliasing -MMD -MP
 CPPFLAGS += -Iinclude
-XXHASH_LIBS := -lxxhash
+XXHASH_LIBS :=
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
 EXT_SRCS := userspace/archive.c userspace/interp.c userspace/writer.c \

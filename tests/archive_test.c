@@ -3,7 +3,7 @@
  * The archive reader and validator on synthetic archives: what it accepts,
  * and that every kind of damage is rejected before anything is used.
  */
-#define XXH_STATIC_LINKING_ONLY
+#define XXH_INLINE_ALL
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,11 +48,11 @@ static void synth_sums(struct synth *s)
 	XXH3_64bits_update(&st, s->buf + h->buckets_off, h->nr_buckets * 4);
 	XXH3_64bits_update(&st, s->buf + h->names.off, h->names.size);
 	h->meta_checksum = XXH3_64bits_digest(&st);
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, s->buf + h->regions[PYCDS_REGION_NAMES].off,
-			   h->regions[PYCDS_REGION_NAMES].size);
-	XXH3_64bits_update(&st, s->buf + h->names_index_off, h->nr_names * 4);
-	h->names_checksum = XXH3_64bits_digest(&st);
+	for (i = 0; i < h->nr_names; i++) {
+		struct pycds_name *n = (void *)(s->buf + h->names_index_off);
+
+		n[i].hash = XXH3_64bits(s->buf + n[i].off, n[i].size);
+	}
 	h->header_checksum = 0;
 	h->header_checksum = XXH3_64bits(h, sizeof(*h));
 }
@@ -71,7 +71,7 @@ static void synth_build(struct synth *s)
 	uint32_t *buckets, *relocs;
 	struct pycds_image_reloc *img;
 	struct pycds_fixup *fix;
-	uint32_t *index;
+	struct pycds_name *index;
 	uint64_t heap;
 	char *names;
 	uint32_t i, r, nameoff = 0;
@@ -124,6 +124,7 @@ static void synth_build(struct synth *s)
 	h->nr_fsets = 0;
 	h->names_index_off = h->fsets_off;
 	h->nr_names = NMOD;
+	h->file_size = s->size;
 	relocs = (void *)(s->buf + h->relocs_off);
 	img = (void *)(s->buf + h->images_off);
 	fix = (void *)(s->buf + h->interns_off);
@@ -134,11 +135,13 @@ static void synth_build(struct synth *s)
 		h->regions[r].off = heap + r * PYCDS_PAGE_SIZE;
 		h->regions[r].size = NMOD * SPAN;
 	}
+	h->regions[PYCDS_REGION_NAMES].size = NMOD * 64;
 	for (i = 0; i < NMOD; i++) {
 		uint64_t type = 0x3000;
 
-		index[i] = h->regions[PYCDS_REGION_NAMES].off + i * 64;
-		memcpy(s->buf + index[i] + 8, &type, 8);
+		index[i].off = h->regions[PYCDS_REGION_NAMES].off + i * 64;
+		index[i].size = 64;
+		memcpy(s->buf + index[i].off + 8, &type, 8);
 	}
 	for (i = 0; i < NMOD; i++) {
 		uint64_t target;
@@ -161,7 +164,7 @@ static void synth_build(struct synth *s)
 		memcpy(s->buf + img[i].slot, &target, 8);
 		fix[i].slot = m[i].span_off[PYCDS_REGION_CODE] + 24;
 		fix[i].arg = i;
-		target = BASE + index[i];
+		target = BASE + index[i].off;
 		memcpy(s->buf + fix[i].slot, &target, 8);
 	}
 	synth_sums(s);
@@ -185,8 +188,9 @@ static int full_check(struct synth *s, const struct pycds_image_ctx *ctx)
 		return -1;
 	if (pycds_meta_check(&ar, err, sizeof(err)))
 		return -2;
-	if (pycds_names_check(&ar, ctx, err, sizeof(err)))
-		return -4;
+	for (i = 0; i < ar.hdr->nr_names; i++)
+		if (pycds_name_check(&ar, i, ctx, err, sizeof(err)))
+			return -4;
 	for (i = 0; i < ar.hdr->nr_modules; i++)
 		if (pycds_module_check(&ar, i, ctx, err, sizeof(err)))
 			return -3;

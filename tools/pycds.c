@@ -208,10 +208,17 @@ static int cmd_build(int argc, char **argv)
 		char *const margv[] = {
 			(char *)python, "-c",
 			"import importlib, sys\n"
+			"bad = 0\n"
 			"for m in sys.argv[1].split(','):\n"
 			"    m = m.strip()\n"
-			"    if m:\n"
-			"        importlib.import_module(m)\n",
+			"    if not m:\n"
+			"        continue\n"
+			"    try:\n"
+			"        importlib.import_module(m)\n"
+			"    except Exception as e:\n"
+			"        bad = 1\n"
+			"        print(f'pycds: cannot import {m}: {e}', file=sys.stderr)\n"
+			"sys.exit(bad)\n",
 			(char *)mods, NULL,
 		};
 
@@ -293,6 +300,12 @@ static int check_structure(const char *path, struct pycds_archive *ar)
 	}
 	for (i = 0; i < ar->hdr->nr_modules; i++) {
 		if (pycds_module_check(ar, i, NULL, err, sizeof(err))) {
+			fprintf(stderr, "pycds: %s: %s\n", path, err);
+			return -1;
+		}
+	}
+	for (i = 0; i < ar->hdr->nr_names; i++) {
+		if (pycds_name_check(ar, i, NULL, err, sizeof(err))) {
 			fprintf(stderr, "pycds: %s: %s\n", path, err);
 			return -1;
 		}

@@ -15,7 +15,8 @@ def fail(msg):
 
 
 def read_records(paths):
-    """name -> origin from the recorder's 'name<TAB>origin' lines."""
+    """name -> origin from the recorder's 'name<TAB>origin' lines, in the
+    order the modules were first imported."""
     found, conflicts = {}, set()
     for path in paths:
         try:
@@ -76,7 +77,9 @@ def main(argv):
              "from source, and is the pycds hook installed for its "
              "interpreter?")
     modules, left_out = [], []
-    for name in sorted(found):
+    # Import order, not name order: a process importing the same modules
+    # then touches the archive's pages, and its names pool, front to back.
+    for name in found:
         if name in conflicts:
             left_out.append((name, "imported from different files"))
             continue

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define XXH_STATIC_LINKING_ONLY
+/* libxxhash's header-only build: no extra shared object to load at
+ * interpreter start-up. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "pycds/reader.h"
@@ -115,8 +117,8 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	    !table_fits(h->fsets_off, h->nr_fsets, sizeof(struct pycds_fixup),
 			size))
 		return fail(err, errlen, "fixup table out of bounds");
-	if (!table_fits(h->names_index_off, h->nr_names, sizeof(uint32_t),
-			size))
+	if (!table_fits(h->names_index_off, h->nr_names,
+			sizeof(struct pycds_name), size))
 		return fail(err, errlen, "names index out of bounds");
 	return 0;
 }
@@ -350,7 +352,7 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 	const uint32_t *relocs;
 	const struct pycds_image_reloc *images;
 	const struct pycds_fixup *fixups;
-	const uint32_t *names;
+	const struct pycds_name *names;
 	uint32_t i;
 	int ret;
 
@@ -416,7 +418,7 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 				    idx, i);
 		if (fixups[i].arg >= h->nr_names ||
 		    load_slot(ar, fixups[i].slot) !=
-			    h->preferred_base + names[fixups[i].arg])
+			    h->preferred_base + names[fixups[i].arg].off)
 			return fail(err, errlen,
 				    "module %u: intern fixup %u does not match the names pool",
 				    idx, i);
@@ -440,49 +442,34 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 	return 0;
 }
 
-int pycds_names_check(const struct pycds_archive *ar,
-		      const struct pycds_image_ctx *img, char *err,
-		      size_t errlen)
+int pycds_name_check(const struct pycds_archive *ar, uint32_t i,
+		     const struct pycds_image_ctx *img, char *err,
+		     size_t errlen)
 {
-	const struct pycds_header *h = ar->hdr;
-	const struct pycds_span *pool = &h->regions[PYCDS_REGION_NAMES];
-	const uint32_t *names = pycds_ptr(ar, h->names_index_off);
-	XXH3_state_t st;
-	uint64_t prev = 0;
-	uint32_t i;
+	const struct pycds_span *pool = &ar->hdr->regions[PYCDS_REGION_NAMES];
+	const struct pycds_name *n;
 
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, ar->base + pool->off, pool->size);
-	XXH3_64bits_update(&st, names, (size_t)h->nr_names * 4);
-	if (XXH3_64bits_digest(&st) != h->names_checksum)
-		return fail(err, errlen, "names pool checksum mismatch");
-	for (i = 0; i < h->nr_names; i++) {
-		uint64_t off = names[i], next;
-
-		next = i + 1 < h->nr_names ? names[i + 1] : pool->off + pool->size;
-		if (off % 8 || off < pool->off || (i && off <= prev) ||
-		    next > pool->off + pool->size || next < off ||
-		    next - off < PYCDS_MIN_STR_SIZE)
-			return fail(err, errlen, "names pool entry %u malformed", i);
-		if (img && load_slot(ar, off + 8) + img->bias !=
-				   img->expect[PYCDS_IMG_TYPE_STR])
-			return fail(err, errlen,
-				    "names pool entry %u is not a str", i);
-		prev = off;
-	}
+	if (i >= ar->hdr->nr_names)
+		return fail(err, errlen, "names pool entry %u does not exist", i);
+	n = pycds_name_get(ar, i);
+	if (n->off % 8 || n->size % 8 || n->size < PYCDS_MIN_STR_SIZE ||
+	    n->off < pool->off ||
+	    !in_file(n->off - pool->off, n->size, pool->size))
+		return fail(err, errlen, "names pool entry %u out of bounds", i);
+	if (XXH3_64bits(ar->base + n->off, n->size) != n->hash)
+		return fail(err, errlen, "names pool entry %u: checksum mismatch",
+			    i);
+	if (img && load_slot(ar, n->off + 8) + img->bias !=
+			   img->expect[PYCDS_IMG_TYPE_STR])
+		return fail(err, errlen, "names pool entry %u is not a str", i);
 	return 0;
 }
 
-void pycds_names_relocate(const struct pycds_archive *ar, uint64_t bias)
+void pycds_name_relocate(const struct pycds_archive *ar, uint32_t i,
+			 uint64_t bias)
 {
-	const uint32_t *names = pycds_ptr(ar, ar->hdr->names_index_off);
-	uint8_t *base = (uint8_t *)ar->base;
-	uint32_t i;
-
-	if (!bias)
-		return;
-	for (i = 0; i < ar->hdr->nr_names; i++)
-		*(uint64_t *)(base + names[i] + 8) += bias;
+	if (bias)
+		*(uint64_t *)(ar->base + pycds_name_get(ar, i)->off + 8) += bias;
 }
 
 void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,

@@ -11,6 +11,7 @@
 #include <link.h>
 #include <string.h>
 
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "pycds_py.h"

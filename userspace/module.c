@@ -21,7 +21,7 @@ static PyMethodDef pycds_methods[] = {
 	  METH_VARARGS | METH_KEYWORDS,
 	  "write(path, modules, base=0x200000000000) -> (summary, left_out)\n\n"
 	  "Write an archive of modules, a sequence of (name, origin, "
-	  "is_package, mtime, size, code) sorted by name." },
+	  "is_package, mtime, size, code), in import order." },
 	{ "_hook", pycds_hook, METH_NOARGS,
 	  "Start-up hook called from pycds.pth." },
 	{ NULL, NULL, 0, NULL },

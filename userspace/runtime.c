@@ -46,7 +46,7 @@ static struct {
 	uint8_t *map;
 	size_t map_size;
 	uint8_t *state;			/* enum mod_state, per module */
-	uint8_t names_state;		/* enum mod_state of the pool */
+	uint8_t *chunks;		/* names pool chunks prefaulted */
 	int prefault;			/* 0 none, 1 read, 2 write where due */
 	PyObject **resolved;		/* canonical str per pool entry */
 	struct pycds_image image;
@@ -212,17 +212,11 @@ static void prefault(uint64_t off, uint64_t size, int write)
 }
 
 /* A names pool entry must be a well-formed, uninterned compact str that
- * fits before the next entry. */
+ * fits in its recorded size. */
 static int name_sane(uint32_t idx, PyObject *o)
 {
-	const struct pycds_header *h = g.ar.hdr;
-	const uint32_t *names = pycds_ptr(&g.ar, h->names_index_off);
-	uint64_t end = idx + 1 < h->nr_names
-			       ? names[idx + 1]
-			       : h->regions[PYCDS_REGION_NAMES].off +
-					 h->regions[PYCDS_REGION_NAMES].size;
 	PyASCIIObject *a = (PyASCIIObject *)o;
-	uint64_t hdr, size, room = end - names[idx];
+	uint64_t hdr, size, room = pycds_name_get(&g.ar, idx)->size;
 	unsigned int kind = a->state.kind;
 
 	if (Py_TYPE(o) != &PyUnicode_Type || !a->state.compact ||
@@ -241,15 +235,42 @@ static int name_sane(uint32_t idx, PyObject *o)
 		       "\0\0\0\0", kind);
 }
 
-static PyObject *name_resolve(uint32_t idx)
+/* Pool pages are written by interning: copy each 64 KiB chunk of the pool
+ * once, when the first entry in it is needed. */
+#define NAMES_CHUNK (64u << 10)
+
+static void names_prefault(const struct pycds_name *n)
+{
+	uint64_t pool = g.ar.hdr->regions[PYCDS_REGION_NAMES].off;
+	uint64_t first = (n->off - pool) / NAMES_CHUNK;
+	uint64_t last = (n->off + n->size - 1 - pool) / NAMES_CHUNK;
+	uint64_t c;
+
+	for (c = first; c <= last; c++) {
+		if (g.chunks[c / 8] & (1u << (c % 8)))
+			continue;
+		g.chunks[c / 8] |= 1u << (c % 8);
+		prefault(pool + c * NAMES_CHUNK, NAMES_CHUNK,
+			 PYCDS_WRITES_EVERY_TOUCHED_OBJECT);
+	}
+}
+
+static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 {
 	PyObject *o, *t;
 
 	if (g.resolved[idx])
 		return g.resolved[idx];
-	o = pycds_name_entry(&g.ar, idx);
-	if (!name_sane(idx, o))
+	if (pycds_name_check(&g.ar, idx, &g.ctx, err, errlen))
 		return NULL;
+	names_prefault(pycds_name_get(&g.ar, idx));
+	pycds_name_relocate(&g.ar, idx, g.ctx.bias);
+	o = pycds_name_entry(&g.ar, idx);
+	if (!name_sane(idx, o)) {
+		snprintf(err, errlen, "names pool entry %u is not a sound str",
+			 idx);
+		return NULL;
+	}
 	/* The first to intern a string makes it canonical; a string some
 	 * earlier code interned stays canonical and the archive uses it. */
 	t = o;
@@ -262,29 +283,20 @@ static PyObject *name_resolve(uint32_t idx)
 
 static int names_prepare(char *err, size_t errlen)
 {
-	if (g.names_state == MOD_READY)
+	const struct pycds_span *pool = &g.ar.hdr->regions[PYCDS_REGION_NAMES];
+
+	if (g.resolved)
 		return 0;
-	if (g.names_state == MOD_BAD) {
-		snprintf(err, errlen, "names pool unusable");
-		return -1;
-	}
-	prefault(g.ar.hdr->regions[PYCDS_REGION_NAMES].off,
-		 g.ar.hdr->regions[PYCDS_REGION_NAMES].size,
-		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT);
-	if (pycds_names_check(&g.ar, &g.ctx, err, errlen))
-		goto bad;
 	g.resolved = calloc(g.ar.hdr->nr_names ? g.ar.hdr->nr_names : 1,
 			    sizeof(*g.resolved));
-	if (!g.resolved) {
+	g.chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
+	if (!g.resolved || !g.chunks) {
+		free(g.resolved);
+		g.resolved = NULL;
 		snprintf(err, errlen, "out of memory");
-		goto bad;
+		return -1;
 	}
-	pycds_names_relocate(&g.ar, g.ctx.bias);
-	g.names_state = MOD_READY;
 	return 0;
-bad:
-	g.names_state = MOD_BAD;
-	return -1;
 }
 
 static int apply_interns(const struct pycds_module *m, char *err,
@@ -296,13 +308,10 @@ static int apply_interns(const struct pycds_module *m, char *err,
 	f += m->intern_first;
 	for (i = 0; i < m->intern_count; i++) {
 		PyObject **slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
-		PyObject *c = name_resolve(f[i].arg);
+		PyObject *c = name_resolve(f[i].arg, err, errlen);
 
-		if (!c) {
-			snprintf(err, errlen, "names pool entry %u malformed",
-				 f[i].arg);
+		if (!c)
 			return -1;
-		}
 		/* Write only when the canonical string is not the one the
 		 * slot already holds: an untouched page stays shared. */
 		if (*slot != c) {
@@ -812,6 +821,8 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 		pycds_image_ctx_fill(&ctx, &img);
 		for (i = 0; i < ar.hdr->nr_modules && !bad; i++)
 			bad = pycds_module_check(&ar, i, &ctx, err, sizeof(err)) != 0;
+		for (i = 0; i < ar.hdr->nr_names && !bad; i++)
+			bad = pycds_name_check(&ar, i, &ctx, err, sizeof(err)) != 0;
 	}
 	munmap(map, ar.size);
 	if (!bad)

@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define XXH_STATIC_LINKING_ONLY
+/* libxxhash's header-only build: no extra shared object to load at
+ * interpreter start-up. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "pycds_py.h"
@@ -53,6 +55,7 @@ struct writer {
 	struct wbuf region[PYCDS_NR_ALL_REGIONS];
 	PyObject *pool;			/* str -> names pool index */
 	uint32_t *pool_off;		/* region offset of each entry */
+	uint32_t *pool_size;		/* its size, 8-aligned */
 	size_t nr_pool, cap_pool;
 	struct slot *slots;
 	size_t nr_slots, cap_slots;
@@ -440,10 +443,15 @@ static int emit_name(struct writer *w, PyObject *o, struct ref *out)
 	if (w->nr_pool == w->cap_pool) {
 		size_t cap = w->cap_pool ? w->cap_pool * 2 : 4096;
 		uint32_t *p = realloc(w->pool_off, cap * sizeof(*p));
+		uint32_t *q;
 
 		if (!p)
 			return left_out(w, "out of memory");
 		w->pool_off = p;
+		q = realloc(w->pool_size, cap * sizeof(*q));
+		if (!q)
+			return left_out(w, "out of memory");
+		w->pool_size = q;
 		w->cap_pool = cap;
 	}
 	if (emit_str(w, o, PYCDS_REGION_NAMES, &off))
@@ -461,6 +469,8 @@ static int emit_name(struct writer *w, PyObject *o, struct ref *out)
 	}
 	Py_DECREF(idx);
 	w->pool_off[w->nr_pool] = (uint32_t)off;
+	w->pool_size[w->nr_pool] =
+		(uint32_t)((w->region[PYCDS_REGION_NAMES].len - off + 7) & ~7u);
 	*out = (struct ref){ .pool = 1, .off = (uint32_t)w->nr_pool };
 	w->nr_pool++;
 	return 0;
@@ -658,7 +668,8 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 	l->interns_off = l->images_off + l->nr_images * 8;
 	l->fsets_off = l->interns_off + l->nr_interns * 8;
 	l->index_off = l->fsets_off + l->nr_fsets * 8;
-	l->size = align_up(l->index_off + w->nr_pool * 4, PYCDS_PAGE_SIZE);
+	l->size = align_up(l->index_off + w->nr_pool * sizeof(struct pycds_name),
+			   PYCDS_PAGE_SIZE);
 	/* The pool first: its pages are written by interning, so they are
 	 * kept together, apart from objects that may stay clean. */
 	l->region_off[PYCDS_REGION_NAMES] = l->size;
@@ -697,7 +708,8 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	struct layout l = { 0 };
 	struct pycds_header *h;
 	struct pycds_module *me;
-	uint32_t *buckets, *relocs, *index;
+	uint32_t *buckets, *relocs;
+	struct pycds_name *index;
 	struct pycds_image_reloc *images;
 	struct pycds_fixup *interns, *fsets;
 	uint8_t *file = NULL, *names;
@@ -725,12 +737,15 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	images = (struct pycds_image_reloc *)(file + l.images_off);
 	interns = (struct pycds_fixup *)(file + l.interns_off);
 	fsets = (struct pycds_fixup *)(file + l.fsets_off);
-	index = (uint32_t *)(file + l.index_off);
+	index = (struct pycds_name *)(file + l.index_off);
 	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++)
 		memcpy(file + l.region_off[r], w->region[r].p, w->region[r].len);
-	for (i = 0; i < w->nr_pool; i++)
-		index[i] = (uint32_t)(l.region_off[PYCDS_REGION_NAMES] +
-				      w->pool_off[i]);
+	for (i = 0; i < w->nr_pool; i++) {
+		index[i].off = (uint32_t)(l.region_off[PYCDS_REGION_NAMES] +
+					  w->pool_off[i]);
+		index[i].size = w->pool_size[i];
+		index[i].hash = XXH3_64bits(file + index[i].off, index[i].size);
+	}
 
 	l.nr_relocs = l.nr_images = l.nr_interns = l.nr_fsets = 0;
 	for (i = 0; i < n; i++) {
@@ -777,7 +792,7 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 				images[l.nr_images].slot = slot;
 				images[l.nr_images++].kind = sl->to.image;
 			} else if (sl->to.pool) {
-				v = base + index[sl->to.off];
+				v = base + index[sl->to.off].off;
 				interns[l.nr_interns].slot = slot;
 				interns[l.nr_interns++].arg = sl->to.off;
 			} else {
@@ -822,11 +837,6 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->fsets_off = l.fsets_off;
 	h->nr_fsets = l.nr_fsets;
 
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, file + h->regions[PYCDS_REGION_NAMES].off,
-			   h->regions[PYCDS_REGION_NAMES].size);
-	XXH3_64bits_update(&st, index, w->nr_pool * 4);
-	h->names_checksum = XXH3_64bits_digest(&st);
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, me, n * sizeof(*me));
 	XXH3_64bits_update(&st, buckets, (size_t)l.nr_buckets * 4);
@@ -890,7 +900,9 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE)
  *
- * modules: a sequence of (name, origin, is_package, mtime, size, code).
+ * modules: a sequence of (name, origin, is_package, mtime, size, code), in
+ * the order a process is expected to import them: objects and names are
+ * laid out in that order.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
@@ -900,6 +912,7 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	struct writer w = { 0 };
 	struct wmodule *mods = NULL;
 	PyObject *path, *seq, *fast = NULL, *skipped = NULL, *summary = NULL;
+	PyObject *seen = NULL;
 	PyObject *result = NULL;
 	Py_ssize_t i, n, kept = 0;
 	unsigned int r;
@@ -920,7 +933,8 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 		goto out;
 	}
 	w.pool = PyDict_New();
-	if (!w.pool)
+	seen = PySet_New(NULL);
+	if (!w.pool || !seen)
 		goto out;
 	fast = PySequence_Fast(seq, "modules must be a sequence");
 	if (!fast)
@@ -946,12 +960,16 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 			goto out;
 		m->mtime = mtime;
 		m->size = size;
-		if (kept && PyUnicode_Compare(mods[kept - 1].name, m->name) >= 0) {
-			if (!PyErr_Occurred())
-				PyErr_SetString(PyExc_ValueError,
-						"modules must be sorted by name, without duplicates");
+		switch (PySet_Contains(seen, m->name)) {
+		case 1:
+			PyErr_Format(PyExc_ValueError, "module %U given twice",
+				     m->name);
+			/* fall through */
+		case -1:
 			goto out;
 		}
+		if (PySet_Add(seen, m->name))
+			goto out;
 		if (write_module(&w, m, code)) {
 			PyObject *t = Py_BuildValue("(Os)", m->name, w.why);
 
@@ -970,6 +988,7 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 out:
 	Py_XDECREF(summary);
 	Py_XDECREF(skipped);
+	Py_XDECREF(seen);
 	Py_XDECREF(fast);
 	Py_DECREF(path);
 	free(mods);
@@ -977,6 +996,7 @@ out:
 		free(w.region[r].p);
 	Py_XDECREF(w.pool);
 	free(w.pool_off);
+	free(w.pool_size);
 	free(w.slots);
 	free(w.memo);
 	return result;

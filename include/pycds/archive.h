@@ -71,12 +71,12 @@ struct pycds_header {
 
 	/* The names pool: every string the compiler interned, once for the
 	 * whole archive, so a string interned by one module is canonical
-	 * for all.  uint32_t[nr_names] file offsets of the str objects, in
-	 * increasing order, inside regions[PYCDS_REGION_NAMES]. */
+	 * for all.  struct pycds_name[nr_names], in increasing offset order,
+	 * each describing a str object in regions[PYCDS_REGION_NAMES]. */
 	uint64_t names_index_off;
 	uint32_t nr_names;
 	uint32_t reserved0;
-	uint64_t names_checksum;	/* XXH3-64 of the pool and its index */
+	uint64_t reserved1;
 
 	uint64_t modules_off;	/* struct pycds_module[nr_modules] */
 	uint32_t nr_modules;
@@ -121,6 +121,14 @@ struct pycds_module {
 	uint32_t intern_first, intern_count;
 	uint32_t fset_first, fset_count;
 	uint64_t checksum;	/* XXH3-64 of its spans and table slices */
+};
+
+/* A names pool entry.  Each is checked on its own, when a process first
+ * needs it, so the cost follows the names a process uses. */
+struct pycds_name {
+	uint32_t off;		/* file offset of the str object */
+	uint32_t size;		/* its size in bytes, a multiple of 8 */
+	uint64_t hash;		/* XXH3-64 of those bytes as written */
 };
 
 /* What an interpreter-image slot must point to. */
@@ -170,5 +178,6 @@ _Static_assert(offsetof(struct pycds_header, regions) == 120,
 _Static_assert(sizeof(struct pycds_module) == 112, "pycds_module size");
 _Static_assert(sizeof(struct pycds_image_reloc) == 8, "image reloc size");
 _Static_assert(sizeof(struct pycds_fixup) == 8, "fixup size");
+_Static_assert(sizeof(struct pycds_name) == 16, "name size");
 
 #endif /* PYCDS_ARCHIVE_H */

@@ -77,24 +77,31 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 		       const struct pycds_image_ctx *img, char *err,
 		       size_t errlen);
 
-/* Check the names pool (once, before the first module that uses it):
- * checksum, index order and bounds, and with @img that each entry is a
- * str.  Before pycds_names_relocate. */
-int pycds_names_check(const struct pycds_archive *ar,
-		      const struct pycds_image_ctx *img, char *err,
-		      size_t errlen);
+/*
+ * Check names pool entry @i before its first use: inside the pool,
+ * 8-aligned, big enough for a str, its bytes matching its hash, and with
+ * @img its type pointer naming str.  Before pycds_name_relocate.
+ */
+int pycds_name_check(const struct pycds_archive *ar, uint32_t i,
+		     const struct pycds_image_ctx *img, char *err,
+		     size_t errlen);
 
-/* Add the image load bias to each pool entry's type pointer. */
-void pycds_names_relocate(const struct pycds_archive *ar, uint64_t bias);
+/* Add the image load bias to entry @i's type pointer. */
+void pycds_name_relocate(const struct pycds_archive *ar, uint32_t i,
+			 uint64_t bias);
+
+static inline const struct pycds_name *
+pycds_name_get(const struct pycds_archive *ar, uint32_t i)
+{
+	return (const struct pycds_name *)(ar->base +
+					   ar->hdr->names_index_off) + i;
+}
 
 /* Address of names pool entry @i in this mapping. */
 static inline void *pycds_name_entry(const struct pycds_archive *ar,
 				     uint32_t i)
 {
-	const uint32_t *names =
-		(const uint32_t *)(ar->base + ar->hdr->names_index_off);
-
-	return (void *)(ar->base + names[i]);
+	return (void *)(ar->base + pycds_name_get(ar, i)->off);
 }
 
 /* Apply relocations to a checked module mapped writable at @ar->base:
