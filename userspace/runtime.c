@@ -39,7 +39,8 @@
 enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
 
 static struct {
-	int enabled;
+	int enabled;			/* mapped and checked at start */
+	int damaged;			/* a module failed its checks */
 	int verbose;
 	char *path;
 	struct pycds_archive ar;
@@ -391,9 +392,16 @@ static PyObject *module_prepare(uint32_t idx, const char *name)
 			t1.tv_nsec - t0.tv_nsec;
 	return code;
 bad:
+	/* A damaged module means a damaged file: say so once and stop
+	 * serving from it.  Modules already served were checked and stay. */
 	g.state[idx] = MOD_BAD;
 	g.rejected++;
-	report(g.path, "module %s: %s", name, err);
+	g.damaged = 1;
+	report(g.path, "module %s: %s; archive no longer used", name, err);
+	Py_XDECREF(g.error);
+	g.error = PyUnicode_FromFormat("module %s: %s", name, err);
+	if (!g.error)
+		PyErr_Clear();
 	return NULL;
 }
 
@@ -463,7 +471,7 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	}
 	self = args[0];
 	name = args[1];
-	if (!g.enabled || !PyUnicode_Check(name))
+	if (!g.enabled || g.damaged || !PyUnicode_Check(name))
 		goto fallback;
 	idx = lookup_str(name);
 	if (idx < 0)
@@ -542,7 +550,7 @@ static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
 		return NULL;
 	}
 	name = args[0];
-	if (!g.enabled)
+	if (!g.enabled || g.damaged)
 		Py_RETURN_NONE;
 	idx = lookup_str(name);
 	if (idx < 0) {
@@ -914,11 +922,17 @@ static PyMethodDef record_def = {
 /* _pycds._hook(): what the .pth file calls at start-up. */
 PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 {
+	static int hooked;
 	const char *archive, *record, *verbose;
 	PyObject *flags, *ign;
 	long ignore = 0;
 
 	(void)noargs;
+	/* Once per process, even if pycds.pth is reached twice (a venv's
+	 * lib64 -> lib link puts its site directory on the list twice). */
+	if (hooked)
+		Py_RETURN_NONE;
+	hooked = 1;
 	flags = PySys_GetObject("flags");
 	if (flags) {
 		ign = PyObject_GetAttrString(flags, "ignore_environment");
