@@ -89,6 +89,46 @@ static int run(char *const argv[], char *const envp[])
 	return WEXITSTATUS(status);
 }
 
+/* Run @argv, collecting up to @len - 1 bytes of its stdout in @out. */
+static int run_capture(char *const argv[], char *const envp[], char *out,
+		       size_t len)
+{
+	int fds[2], status;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (!pid) {
+		dup2(fds[1], 1);
+		execvpe(argv[0], argv, envp);
+		fprintf(stderr, "pycds: failed to run %s: %s\n", argv[0],
+			strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	while (got < len - 1 &&
+	       ((n = read(fds[0], out + got, len - 1 - got)) > 0 ||
+		(n < 0 && errno == EINTR)))
+		if (n > 0)
+			got += (size_t)n;
+	out[got] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
 /* environ without the variables pycds reacts to, plus @extra (NULL-ended). */
 static char **child_env(const char *const *extra)
 {
@@ -441,11 +481,20 @@ static int cmd_verify(int argc, char **argv)
 			"    _pycds.verify(sys.argv[1])\n"
 			"except (ValueError, OSError) as e:\n"
 			"    print(f'pycds: {sys.argv[1]}: {e}', file=sys.stderr)\n"
-			"    sys.exit(1)\n",
+			"    sys.exit(1)\n"
+			"print('pycds-verified')\n",
 			argv[optind], NULL,
 		};
+		char out[64];
 
-		ret = run(vargv, env);
+		ret = run_capture(vargv, env, out, sizeof(out));
+		/* Only the interpreter that ran the check can vouch for it. */
+		if (!ret && strcmp(out, "pycds-verified\n")) {
+			fprintf(stderr,
+				"pycds: %s did not run the check: is it a Python interpreter with _pycds?\n",
+				python);
+			ret = 1;
+		}
 	}
 	free(env);
 	if (ret)

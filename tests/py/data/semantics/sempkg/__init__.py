@@ -1,0 +1,3 @@
+"""Package doc."""
+from .sub import *
+VALUE = 5
