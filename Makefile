@@ -57,7 +57,7 @@ all: $(EXT) $(TOOL) $(BUILD)/pycds_build.py
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS) -I$(PY_INCLUDE) $(CFLAGS) -fPIC -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) -I$(PY_INCLUDE) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(EXT): $(EXT_OBJS)
 	@$(if $(Q),echo "  LD      $@")
@@ -93,10 +93,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/obj/userspace/archive.o $(KSFT_HDR)
 
 # A private venv of PYTHON with _pycds and its hook, so tests exercise the
 # real PYCDS_ARCHIVE start-up path without touching the system.
-$(STAGED): $(EXT) userspace/pycds.pth
+$(STAGED): $(EXT) userspace/00-pycds.pth
 	$(Q)test -x $(VENV_PY) || $(PYTHON) -m venv --without-pip --system-site-packages $(VENV)
 	$(Q)site=$$($(VENV_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
-		cp $(EXT) userspace/pycds.pth $$site/
+		rm -f $$site/pycds.pth && cp $(EXT) userspace/00-pycds.pth $$site/
 	$(Q)touch $@
 
 stage: $(STAGED)
@@ -120,11 +120,11 @@ install: all
 	install -m 0644 tools/pycds_build.py $(DESTDIR)$(PREFIX)/lib/pycds/
 	install -d $(DESTDIR)$(PY_SITE)
 	install -m 0644 $(EXT) $(DESTDIR)$(PY_SITE)/
-	install -m 0644 userspace/pycds.pth $(DESTDIR)$(PY_SITE)/pycds.pth
+	install -m 0644 userspace/00-pycds.pth $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
-	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/pycds.pth
+	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 # Debian packages everything needs.
 DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \

@@ -23,7 +23,7 @@ static PyMethodDef pycds_methods[] = {
 	  "Write an archive of modules, a sequence of (name, origin, "
 	  "is_package, mtime, size, code), in import order." },
 	{ "_hook", pycds_hook, METH_NOARGS,
-	  "Start-up hook called from pycds.pth." },
+	  "Start-up hook called from 00-pycds.pth." },
 	{ NULL, NULL, 0, NULL },
 };
 

@@ -928,7 +928,7 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	long ignore = 0;
 
 	(void)noargs;
-	/* Once per process, even if pycds.pth is reached twice (a venv's
+	/* Once per process, even if 00-pycds.pth is reached twice (a venv's
 	 * lib64 -> lib link puts its site directory on the list twice). */
 	if (hooked)
 		Py_RETURN_NONE;
