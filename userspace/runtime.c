@@ -236,9 +236,9 @@ static int name_sane(uint32_t idx, PyObject *o)
 		       "\0\0\0\0", kind);
 }
 
-/* Pool pages are written by interning: copy each 64 KiB chunk of the pool
+/* Pool pages are written by interning: copy each 16 KiB chunk of the pool
  * once, when the first entry in it is needed. */
-#define NAMES_CHUNK (64u << 10)
+#define NAMES_CHUNK (16u << 10)
 
 static void names_prefault(const struct pycds_name *n)
 {
