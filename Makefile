@@ -42,6 +42,11 @@ EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 TOOL := $(BUILD)/pycds
 TOOL_OBJS := $(BUILD)/obj/tools/pycds.o $(BUILD)/obj/userspace/archive.o
 
+LOADER := $(BUILD)/pycds-loader
+LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
+	       $(BUILD)/obj/userspace/archive.o
+URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+
 KSFT_DIR := $(BUILD)/kselftest
 KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
 KSFT_TARBALL := /usr/src/linux-source-6.1.tar.xz
@@ -52,7 +57,7 @@ VENV := $(BUILD)/venv
 VENV_PY := $(VENV)/bin/python
 STAGED := $(VENV)/.staged
 
-all: $(EXT) $(TOOL) $(BUILD)/pycds_build.py
+all: $(EXT) $(TOOL) $(LOADER) $(BUILD)/pycds_build.py
 
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -71,6 +76,10 @@ $(BUILD)/obj/%.o: %.c
 $(TOOL): $(TOOL_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(XXHASH_LIBS) -o $@
+
+$(LOADER): $(LOADER_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(URING_LIBS) -o $@
 
 $(BUILD)/pycds_build.py: tools/pycds_build.py
 	@mkdir -p $(BUILD)
@@ -102,6 +111,7 @@ $(STAGED): $(EXT) userspace/00-pycds.pth
 stage: $(STAGED)
 
 TEST_ENV = PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+	   PYCDS_LOADER=$(abspath $(LOADER)) \
 	   PYCDS_WORKLOADS=$(abspath tests/workloads) \
 	   PYCDS_TMPDIR=$(abspath $(BUILD)/tmp)
 
@@ -117,13 +127,14 @@ tests: $(C_TESTS)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pycds
 	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/pycds
+	install -m 0755 $(LOADER) $(DESTDIR)$(PREFIX)/bin/pycds-loader
 	install -m 0644 tools/pycds_build.py $(DESTDIR)$(PREFIX)/lib/pycds/
 	install -d $(DESTDIR)$(PY_SITE)
 	install -m 0644 $(EXT) $(DESTDIR)$(PY_SITE)/
 	install -m 0644 userspace/00-pycds.pth $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
+	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/bin/pycds-loader $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
 	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 # Debian packages everything needs.

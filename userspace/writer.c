@@ -637,7 +637,6 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 		 struct layout *l)
 {
 	size_t i, j;
-	unsigned int r;
 
 	for (i = 0; i < n; i++) {
 		Py_ssize_t a, b;
@@ -660,25 +659,35 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 	l->nr_buckets = 16;
 	while (l->nr_buckets < n * 2 + 1)
 		l->nr_buckets *= 2;
+	/*
+	 * What processes write comes first: the names pool (interning), then
+	 * code and data.  What they only read comes last, from a 2 MiB
+	 * boundary: the tables and the cold region, so that on a huge-page
+	 * tmpfs those extents stay mapped with PMDs in every process.
+	 */
 	l->modules_off = align_up(sizeof(struct pycds_header), 64);
 	l->buckets_off = l->modules_off + n * sizeof(struct pycds_module);
 	l->names_off = l->buckets_off + (uint64_t)l->nr_buckets * 4;
-	l->relocs_off = align_up(l->names_off + l->names_size, 8);
+	l->size = align_up(l->names_off + l->names_size, PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_NAMES] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_CODE] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_CODE].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_DATA] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_DATA].len,
+			   PYCDS_REGION_ALIGN);
+	l->relocs_off = l->size;
 	l->images_off = align_up(l->relocs_off + l->nr_relocs * 4, 8);
 	l->interns_off = l->images_off + l->nr_images * 8;
 	l->fsets_off = l->interns_off + l->nr_interns * 8;
 	l->index_off = l->fsets_off + l->nr_fsets * 8;
 	l->size = align_up(l->index_off + w->nr_pool * sizeof(struct pycds_name),
 			   PYCDS_PAGE_SIZE);
-	/* The pool first: its pages are written by interning, so they are
-	 * kept together, apart from objects that may stay clean. */
-	l->region_off[PYCDS_REGION_NAMES] = l->size;
-	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
+	l->region_off[PYCDS_REGION_COLD] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_COLD].len,
 			   PYCDS_PAGE_SIZE);
-	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
-		l->region_off[r] = l->size;
-		l->size = align_up(l->size + w->region[r].len, PYCDS_PAGE_SIZE);
-	}
 }
 
 static uint64_t module_sum(const uint8_t *file, const struct layout *l,

@@ -3,7 +3,7 @@
 and that the same inputs give the same bytes."""
 import os
 
-from pycdslib import PYCDS, PYTHON, Tap, build, run, scratch
+from pycdslib import PYCDS, PYTHON, Tap, build, header, run, scratch
 
 t = Tap(15)
 tmp = scratch()
@@ -41,7 +41,8 @@ t.ok(v.returncode == 0 and "sound" in v.stdout, "verify accepts a good one",
      v.stdout + v.stderr)
 with open(a1, "rb") as f:
     data = bytearray(f.read())
-data[len(data) // 2] ^= 1
+code_off, code_size = header(a1)["regions"][0]
+data[code_off + code_size // 2] ^= 1
 bad = os.path.join(tmp, "bad.pycds")
 with open(bad, "wb") as f:
     f.write(data)

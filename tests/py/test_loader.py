@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: MIT
+"""pycds-loader on real mounts: mount options, atomic publish of checked
+copies, huge-page backing seen by a process, and that a corrupt source, a
+full tmpfs or a killed loader never removes or damages what is published,
+even while processes start from it over and over."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from pycdslib import PYCDS, PYTHON, WORKLOADS, Tap, build, pycds_lines, run, scratch
+
+LOADER = os.environ.get("PYCDS_LOADER")
+PLAN = 22
+if os.geteuid() != 0 or not LOADER:
+    print(f"1..0 # SKIP needs root and PYCDS_LOADER (mounts tmpfs)")
+    raise SystemExit(0)
+t = Tap(PLAN)
+tmp = scratch()
+src = os.path.join(tmp, "src")
+mnt = os.path.join(tmp, "mnt")
+os.makedirs(src)
+script = os.path.join(WORKLOADS, "stdlib6.py")
+good = os.path.join(tmp, "app.pycds")
+b = build(good, ["--", PYTHON, script])
+shutil.copy(good, os.path.join(src, "app.pycds"))
+with open(good, "rb") as f:
+    GOOD = f.read()
+stock = run([PYTHON, script]).stdout
+
+
+def loader(*args, timeout=120):
+    return subprocess.run([LOADER, "--mount", mnt, "--source", src, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def umount():
+    subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def listing():
+    return sorted(os.listdir(mnt))
+
+
+import atexit
+atexit.register(umount)
+
+p = loader()
+t.ok(p.returncode == 0, "first run mounts and publishes", p.stderr)
+mi = [l for l in open("/proc/self/mountinfo") if f" {mnt} " in l]
+opts = mi[-1].split()[5] if mi else ""
+sup = mi[-1].split(" - ")[1] if mi else ""
+t.ok(all(o in opts.split(",") for o in ("nosuid", "nodev", "noexec")) and
+     sup.startswith("tmpfs ") and "huge=within_size" in sup and
+     "mode=755" in sup, "tmpfs with huge=within_size,nosuid,nodev,noexec,"
+     "mode 0755", mi)
+pub = os.path.join(mnt, "app.pycds")
+st = os.stat(pub)
+t.ok(st.st_uid == 0 and (st.st_mode & 0o7777) == 0o444,
+     "published root-owned, mode 0444", oct(st.st_mode))
+t.ok(open(pub, "rb").read() == GOOD, "published bytes equal the source")
+t.eq(listing(), [".pycds-loader.lock", "app.pycds"], "nothing else in the mount")
+
+# A process mapping it gets 2 MiB mappings.
+PROBE = r"""
+import _pycds, json
+b = _pycds.stats()["base"]; cur = False; kb = 0
+import json, argparse, email.parser
+for l in open("/proc/self/smaps"):
+    if "-" in l.split()[0]:
+        cur = int(l.split("-")[0], 16) == b
+    elif cur and l.startswith("ShmemPmdMapped:"):
+        kb = int(l.split()[1])
+print(json.dumps({"pmd_kb": kb, "hits": _pycds.stats()["hits"]}))
+"""
+p = run([PYTHON, "-c", PROBE], PYCDS_ARCHIVE=pub)
+r = json.loads(p.stdout or "{}")
+t.ok(r.get("pmd_kb", 0) > 0 and r.get("hits", 0) > 0,
+     f"process mapping it has ShmemPmdMapped {r.get('pmd_kb')} kB", p.stderr)
+
+s = subprocess.run([LOADER, "--status", "--json", "--mount", mnt],
+                   capture_output=True, text=True)
+rows = json.loads(s.stdout or "[]")
+t.ok(len(rows) == 1 and rows[0]["huge"] and rows[0]["bytes"] == len(GOOD) and
+     "cpython-311" in rows[0]["interpreter"], "--status --json reports it",
+     s.stdout + s.stderr)
+
+# A corrupt source: rejected, the published inode stays.
+ino = os.stat(pub).st_ino
+bad = bytearray(GOOD)
+bad[len(bad) // 2] ^= 1
+with open(os.path.join(src, "app.pycds"), "wb") as f:
+    f.write(bad)
+p = loader()
+t.ok(p.returncode == 1 and "keeping the published archive" in p.stderr,
+     "corrupt source rejected in one line", p.stderr)
+t.ok(os.stat(pub).st_ino == ino and open(pub, "rb").read() == GOOD,
+     "published archive untouched")
+t.eq(listing(), [".pycds-loader.lock", "app.pycds"], "no stray file")
+shutil.copy(good, os.path.join(src, "app.pycds"))
+
+# A full tmpfs: restaging needs room for a second copy.
+size = (len(GOOD) * 3 // 2 + 4095) // 4096 * 4096
+subprocess.run(["mount", "-o", f"remount,size={size}", mnt], check=True)
+p = loader()
+t.ok(p.returncode == 1 and "No space" in p.stderr,
+     "ENOSPC reported in one line", p.stderr)
+t.ok(open(pub, "rb").read() == GOOD, "published archive intact after ENOSPC")
+t.eq(listing(), [".pycds-loader.lock", "app.pycds"], "no stray file after ENOSPC")
+subprocess.run(["mount", "-o", f"remount,size={len(GOOD) * 8}", mnt],
+               check=True)
+
+# A loader killed at random points while copying several archives.
+for i in range(6):
+    shutil.copy(good, os.path.join(src, f"copy{i}.pycds"))
+killed_ok = True
+for delay in (0.005, 0.02, 0.05, 0.1):
+    proc = subprocess.Popen([LOADER, "--mount", mnt, "--source", src],
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for name in os.listdir(mnt):
+        if name.endswith(".pycds") and not name.startswith("."):
+            v = run([PYCDS, "verify", os.path.join(mnt, name), "--python",
+                     PYTHON])
+            killed_ok &= v.returncode == 0
+t.ok(killed_ok and open(pub, "rb").read() == GOOD,
+     "after SIGKILL mid-copy every published archive verifies")
+p = loader()
+t.ok(p.returncode == 0 and all(n == ".pycds-loader.lock" or
+                               (n.endswith(".pycds") and n[0] != ".")
+                               for n in listing()),
+     "the next run leaves no stray file", listing())
+for i in range(6):
+    os.unlink(os.path.join(src, f"copy{i}.pycds"))
+    os.unlink(os.path.join(mnt, f"copy{i}.pycds"))
+
+# Republish 50 times while 16 workers start from it over and over.
+stop = threading.Event()
+results = []
+
+
+def worker():
+    while not stop.is_set():
+        p = run([PYTHON, script], PYCDS_ARCHIVE=pub)
+        results.append((p.returncode, p.stdout, pycds_lines(p.stderr)))
+
+
+threads = [threading.Thread(target=worker) for _ in range(16)]
+for th in threads:
+    th.start()
+fails = 0
+for i in range(50):
+    os.utime(os.path.join(src, "app.pycds"))
+    fails += loader().returncode != 0
+stop.set()
+for th in threads:
+    th.join()
+bad_runs = [r for r in results if r[0] != 0 or r[1] != stock or r[2]]
+t.ok(fails == 0, f"50 republishes succeeded ({fails} failed)")
+t.ok(len(results) >= 16 and not bad_runs,
+     f"{len(results)} starts during republishing, {len(bad_runs)} failed or "
+     "changed", bad_runs[:3])
+
+# Two loaders at once: the second waits for the first.
+a = subprocess.Popen([LOADER, "--mount", mnt, "--source", src],
+                     stderr=subprocess.PIPE, text=True)
+bb = subprocess.Popen([LOADER, "--mount", mnt, "--source", src],
+                      stderr=subprocess.PIPE, text=True)
+ea, eb = a.communicate(timeout=60)[1], bb.communicate(timeout=60)[1]
+t.ok(a.returncode == 0 and bb.returncode == 0 and
+     open(pub, "rb").read() == GOOD, "two concurrent loaders both succeed",
+     ea + eb)
+
+# --foreground republishes on change and exits on SIGTERM.
+fg = subprocess.Popen([LOADER, "--mount", mnt, "--source", src,
+                       "--foreground"], stderr=subprocess.PIPE, text=True)
+time.sleep(0.5)
+ino = os.stat(pub).st_ino
+tmpf = os.path.join(src, ".app.tmp")
+shutil.copy(good, tmpf)
+os.rename(tmpf, os.path.join(src, "app.pycds"))
+for _ in range(100):
+    if os.stat(pub).st_ino != ino:
+        break
+    time.sleep(0.05)
+t.ok(os.stat(pub).st_ino != ino, "--foreground republished on change")
+fg.send_signal(signal.SIGTERM)
+err = fg.communicate(timeout=10)[1]
+t.ok(fg.returncode == 0 and "published" in err, "--foreground exits on "
+     "SIGTERM", err)
+
+# A mismatching mount is refused; --unmount detaches.
+p = subprocess.run([LOADER, "--unmount", "--mount", mnt], capture_output=True,
+                   text=True)
+t.ok(p.returncode == 0 and not any(f" {mnt} " in l for l in
+                                   open("/proc/self/mountinfo")),
+     "--unmount detaches", p.stderr)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "plain", mnt],
+               check=True)
+p = loader()
+t.ok(p.returncode == 1 and "refusing" in p.stderr,
+     "a tmpfs without huge pages is refused", p.stderr)
+umount()
