@@ -160,12 +160,13 @@ deps:
 demo: deps
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
-		sh tools/demo.sh
+		PYCDS_LOADER=$(abspath $(LOADER)) sh tools/demo.sh
 
 bench: deps
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
+		PYCDS_LOADER=$(abspath $(LOADER)) \
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
 clean:

@@ -4,7 +4,8 @@
  * runtime's validator, and publish it under its final name atomically.
  *
  * The copy goes to an unnamed O_TMPFILE inode sized with ftruncate first,
- * so that a huge=within_size tmpfs backs it with 2 MiB pages, and nothing
+ * so that a huge=within_size tmpfs backs it with 2 MiB pages; io_uring
+ * reads the source straight into a shared mapping of it.  Nothing
  * is visible under any name until it has been checked.  It is then linked
  * to a hidden temporary name and renamed over the final one: a process
  * that has the old archive mapped keeps the old inode.
@@ -26,8 +27,8 @@
 #include "loader.h"
 #include "pycds/reader.h"
 
-#define CHUNK		(1u << 20)	/* bytes per read/write pair */
-#define DEPTH		8		/* pairs in flight */
+#define CHUNK		(2u << 20)	/* bytes per read */
+#define DEPTH		8		/* reads in flight */
 
 static int fail(char *err, size_t len, int e, const char *what)
 {
@@ -36,44 +37,55 @@ static int fail(char *err, size_t len, int e, const char *what)
 }
 
 /*
- * Copy @size bytes from @in to @out: each chunk is a read linked to the
- * write of the same buffer, DEPTH chunks in flight.  A short read means
- * the source changed under us, which fails the copy.
+ * Map @out (already sized) at a 2 MiB-aligned address, so that a
+ * huge=within_size tmpfs maps it with PMDs and filling it costs one fault
+ * per 2 MiB.
  */
-static int uring_copy(int in, int out, uint64_t size, char *err,
+static uint8_t *map_aligned(int fd, uint64_t size, int prot)
+{
+	uint64_t huge = 2ULL << 20;
+	uint8_t *raw, *p;
+
+	raw = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+	if (p > raw)
+		munmap(raw, p - raw);
+	munmap(p + size, raw + size + huge - (p + size));
+	if (mmap(p, size, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+		munmap(p, size);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * Fill @dst (a shared mapping of the new file) from @in with io_uring:
+ * CHUNK-sized reads straight into the destination's page cache, DEPTH in
+ * flight, no bounce buffer.  A short read means the source changed (or
+ * shrank) while it was read, which fails the copy.
+ */
+static int uring_copy(int in, uint8_t *dst, uint64_t size, char *err,
 		      size_t errlen)
 {
 	struct io_uring ring;
-	uint8_t *bufs;
 	uint64_t next = 0, done = 0;
-	unsigned int inflight = 0, i;
+	unsigned int inflight = 0;
 	int ret;
 
-	ret = io_uring_queue_init(DEPTH * 2, &ring, 0);
+	ret = io_uring_queue_init(DEPTH, &ring, 0);
 	if (ret)
 		return fail(err, errlen, -ret, "io_uring_queue_init");
-	bufs = aligned_alloc(4096, (size_t)CHUNK * DEPTH);
-	if (!bufs) {
-		io_uring_queue_exit(&ring);
-		return fail(err, errlen, ENOMEM, "allocate buffers");
-	}
-	ret = 0;
 	while (done < size && !ret) {
-		/* Fill every free buffer with a read -> write pair. */
-		for (i = 0; i < DEPTH && next < size && inflight < DEPTH; i++) {
-			struct io_uring_sqe *r, *w;
-			unsigned int slot = (unsigned int)((next / CHUNK) % DEPTH);
+		while (next < size && inflight < DEPTH) {
+			struct io_uring_sqe *r = io_uring_get_sqe(&ring);
 			unsigned int len = size - next < CHUNK ? (unsigned int)(size - next)
 							       : CHUNK;
-			uint8_t *buf = bufs + (size_t)slot * CHUNK;
 
-			r = io_uring_get_sqe(&ring);
-			w = io_uring_get_sqe(&ring);
-			io_uring_prep_read(r, in, buf, len, next);
-			r->flags |= IOSQE_IO_LINK;
-			io_uring_sqe_set_data64(r, (uint64_t)len << 1);
-			io_uring_prep_write(w, out, buf, len, next);
-			io_uring_sqe_set_data64(w, ((uint64_t)len << 1) | 1);
+			io_uring_prep_read(r, in, dst + next, len, next);
+			io_uring_sqe_set_data64(r, len);
 			next += len;
 			inflight++;
 		}
@@ -83,10 +95,9 @@ static int uring_copy(int in, int out, uint64_t size, char *err,
 			break;
 		}
 		ret = 0;
-		/* Reap at least one write, then whatever else completed. */
 		do {
 			struct io_uring_cqe *cqe;
-			uint64_t tag;
+			uint64_t want;
 			int res;
 
 			ret = io_uring_wait_cqe(&ring, &cqe);
@@ -94,58 +105,44 @@ static int uring_copy(int in, int out, uint64_t size, char *err,
 				fail(err, errlen, -ret, "io_uring_wait_cqe");
 				break;
 			}
-			tag = io_uring_cqe_get_data64(cqe);
+			want = io_uring_cqe_get_data64(cqe);
 			res = cqe->res;
 			io_uring_cqe_seen(&ring, cqe);
+			inflight--;
 			if (res < 0) {
-				ret = fail(err, errlen, -res,
-					   tag & 1 ? "write" : "read");
+				ret = fail(err, errlen, -res, "read");
 				break;
 			}
-			if ((uint64_t)res != tag >> 1) {
+			if ((uint64_t)res != want) {
 				snprintf(err, errlen,
-					 "short copy: the source changed while it was read");
+					 "short read: the source changed while it was read");
 				ret = -EIO;
 				break;
 			}
-			if (!(tag & 1))
-				continue;	/* a read; its write follows */
 			done += (uint64_t)res;
-			inflight--;
-		} while (!ret && io_uring_cq_ready(&ring));
+		} while (io_uring_cq_ready(&ring));
 	}
-	/* On error, drain what is in flight before freeing the buffers. */
-	while (inflight && ret) {
+	/* On error, let what is in flight land before unmapping. */
+	while (inflight) {
 		struct io_uring_cqe *cqe;
 
 		if (io_uring_wait_cqe(&ring, &cqe))
 			break;
-		if (io_uring_cqe_get_data64(cqe) & 1)
-			inflight--;
 		io_uring_cqe_seen(&ring, cqe);
+		inflight--;
 	}
 	io_uring_queue_exit(&ring);
-	free(bufs);
 	return ret;
 }
 
-int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen)
+static int verify_map(const uint8_t *p, uint64_t size, char *err,
+		      size_t errlen)
 {
-	struct pycds_archive ar = { 0 };
-	void *p;
+	struct pycds_archive ar = { .base = p, .size = size };
 	uint32_t i;
 	int ret;
 
-	if (size < sizeof(struct pycds_header)) {
-		snprintf(err, errlen, "file too short for a header");
-		return -EINVAL;
-	}
-	p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		return fail(err, errlen, errno, "mmap");
-	ar.base = p;
-	ar.size = size;
-	ar.hdr = p;
+	ar.hdr = (const struct pycds_header *)p;
 	ret = pycds_header_check(p, size, err, errlen);
 	if (!ret)
 		ret = pycds_meta_check(&ar, err, errlen);
@@ -153,6 +150,22 @@ int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen)
 		ret = pycds_module_check(&ar, i, NULL, err, errlen);
 	for (i = 0; !ret && i < ar.hdr->nr_names; i++)
 		ret = pycds_name_check(&ar, i, NULL, err, errlen);
+	return ret;
+}
+
+int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen)
+{
+	uint8_t *p;
+	int ret;
+
+	if (size < sizeof(struct pycds_header)) {
+		snprintf(err, errlen, "file too short for a header");
+		return -EINVAL;
+	}
+	p = map_aligned(fd, size, PROT_READ);
+	if (!p)
+		return fail(err, errlen, errno, "mmap");
+	ret = verify_map(p, size, err, errlen);
 	munmap(p, size);
 	return ret;
 }
@@ -162,6 +175,7 @@ int loader_stage(int dirfd, const char *src, const char *name, char *err,
 {
 	char tmpname[NAME_MAX + 32], fdpath[64];
 	struct stat st;
+	uint8_t *dst;
 	int in, out, ret;
 
 	in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -195,16 +209,28 @@ int loader_stage(int dirfd, const char *src, const char *name, char *err,
 			goto out_out;
 		}
 	}
-	ret = uring_copy(in, out, st.st_size, err, errlen);
+	if (st.st_size < (off_t)sizeof(struct pycds_header)) {
+		snprintf(err, errlen, "file too short for a header");
+		ret = -EINVAL;
+		goto out_out;
+	}
+	dst = map_aligned(out, st.st_size, PROT_READ | PROT_WRITE);
+	if (!dst) {
+		ret = fail(err, errlen, errno, "mmap");
+		goto out_out;
+	}
+	ret = uring_copy(in, dst, st.st_size, err, errlen);
+	/* Check the copy, not the source: what is published is what was
+	 * checked. */
+	if (!ret)
+		ret = verify_map(dst, st.st_size, err, errlen);
+	munmap(dst, st.st_size);
 	if (ret)
 		goto out_out;
 	if (fsync(out)) {
 		ret = fail(err, errlen, errno, "fsync");
 		goto out_out;
 	}
-	ret = loader_verify_fd(out, st.st_size, err, errlen);
-	if (ret)
-		goto out_out;
 	if (fchmod(out, 0444) || fchown(out, 0, 0)) {
 		ret = fail(err, errlen, errno, "set owner and mode");
 		goto out_out;

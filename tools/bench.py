@@ -158,6 +158,68 @@ def bench_unset(python, runs, outdir):
     return {"hooked_ms": h * 1e3, "plain_ms": p * 1e3, "ratio": h / p}
 
 
+def bench_loader(loader, archives, runs, outdir):
+    """Staging throughput against cp for a set of at least 100 MB, and the
+    latency from a new source file to its publication by --foreground."""
+    import shutil
+    import signal
+    src = os.path.join(outdir, "loader-src")
+    shutil.rmtree(src, True)
+    os.makedirs(src)
+    total, i = 0, 0
+    while total < 100 << 20:
+        a = archives[i % len(archives)]
+        dst = os.path.join(src, f"a{i:02d}.pycds")
+        shutil.copy(a, dst)
+        total += os.path.getsize(dst)
+        i += 1
+    mnt = os.path.join(outdir, "loader-mnt")
+    cpdst = os.path.join(mnt, "cp")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run([loader, "--mount", mnt, "--source", src,
+                    "--size", f"{(total * 4 >> 20) + 64}M"],
+                   check=True, capture_output=True)
+    t_loader, t_cp = [], []
+    for r in range(runs):
+        for which in (("loader", "cp") if r % 2 else ("cp", "loader")):
+            if which == "cp":
+                shutil.rmtree(cpdst, True)
+                t = time.perf_counter()
+                subprocess.run(["cp", "-r", src, cpdst], check=True)
+                subprocess.run(["sync", "-f", cpdst], check=True)
+                t_cp.append(time.perf_counter() - t)
+            else:
+                t = time.perf_counter()
+                subprocess.run([loader, "--mount", mnt, "--source", src],
+                               check=True, capture_output=True)
+                t_loader.append(time.perf_counter() - t)
+    shutil.rmtree(cpdst, True)
+    # Latency: a new source appears; when is it published?
+    fg = subprocess.Popen([loader, "--mount", mnt, "--source", src,
+                           "--foreground"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    lat = []
+    pub = os.path.join(mnt, "a00.pycds")
+    for r in range(max(5, runs)):
+        ino = os.stat(pub).st_ino
+        tmp = os.path.join(src, ".incoming")
+        shutil.copy(archives[0], tmp)
+        t = time.perf_counter()
+        os.rename(tmp, os.path.join(src, "a00.pycds"))
+        while os.stat(pub).st_ino == ino:
+            time.sleep(0.0005)
+        lat.append(time.perf_counter() - t)
+    fg.send_signal(signal.SIGTERM)
+    fg.wait()
+    subprocess.run([loader, "--unmount", "--mount", mnt], capture_output=True)
+    shutil.rmtree(src, True)
+    ml, mc = statistics.median(t_loader), statistics.median(t_cp)
+    return {"bytes": total, "files": i, "loader_s": ml, "cp_s": mc,
+            "loader_mb_s": total / ml / 1e6, "cp_mb_s": total / mc / 1e6,
+            "ratio": mc / ml, "publish_latency_ms":
+            statistics.median(lat) * 1e3}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workloads", nargs="*")
@@ -176,13 +238,18 @@ def main():
         "rich_app.py")]
     os.makedirs(a.out, exist_ok=True)
 
-    rows = []
+    rows, built = [], []
     for s in scripts:
         if subprocess.run([python, s], env=base_env(), capture_output=True
                           ).returncode:
             print(f"bench: skipping {s}: it fails stock", file=sys.stderr)
             continue
-        rows.append(bench_workload(pycds, python, s, a.archive, a.runs,
+        archive = a.archive or os.path.join(
+            a.out, os.path.basename(s).replace(".py", ".pycds"))
+        if not a.archive:
+            build(pycds, python, archive, ["--", python, s])
+        built.append(archive)
+        rows.append(bench_workload(pycds, python, s, archive, a.runs,
                                    bound=not a.quick))
     print(f"interpreter: {python}; {a.runs} alternating runs each; "
           "medians of whole-process wall time")
@@ -208,6 +275,19 @@ def main():
               f"{un['hooked_ms']:.2f} ms, without {un['plain_ms']:.2f} ms, "
               f"ratio {un['ratio']:.3f}")
         result.update(minimal=ps, unset=un)
+        loader = os.environ.get("PYCDS_LOADER")
+        if loader and os.geteuid() == 0 and built:
+            ld = bench_loader(loader, built, 5, a.out)
+            print(f"staging {ld['files']} archives, {ld['bytes'] / 1e6:.0f} MB: "
+                  f"pycds-loader {ld['loader_s'] * 1e3:.0f} ms "
+                  f"({ld['loader_mb_s']:.0f} MB/s, with checks), cp "
+                  f"{ld['cp_s'] * 1e3:.0f} ms ({ld['cp_mb_s']:.0f} MB/s); "
+                  f"cp/loader {ld['ratio']:.2f}x")
+            print(f"publish latency (--foreground, new source to new inode "
+                  f"published): {ld['publish_latency_ms']:.1f} ms")
+            result["loader"] = ld
+        else:
+            print("loader: skipped (needs root and PYCDS_LOADER)")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
 

@@ -3,27 +3,29 @@
 # make demo: mount /run/pycds, build an archive for a workload, run it stock
 # and from the archive, and show the difference.
 set -eu
-: "${PYCDS:?}" "${PYCDS_PYTHON:?}"
+: "${PYCDS:?}" "${PYCDS_PYTHON:?}" "${PYCDS_LOADER:?}"
 top=$(cd "$(dirname "$0")/.." && pwd)
 workload=${WORKLOAD:-$top/tests/workloads/stdlib6.py}
 dir=/run/pycds
 
+src=${PYCDS_SOURCE:-$top/build/demo-src}
+mkdir -p "$src"
+name=$(basename "$workload" .py).pycds
+
+echo "== build: $src/$name"
+"$PYCDS" build -o "$src/$name" --python "$PYCDS_PYTHON" -- "$PYCDS_PYTHON" "$workload"
+"$PYCDS" inspect "$src/$name"
+"$PYCDS" verify "$src/$name" --python "$PYCDS_PYTHON"
+
 if [ "$(id -u)" = 0 ]; then
-	if ! mountpoint -q "$dir"; then
-		mkdir -p "$dir"
-		mount -t tmpfs -o huge=within_size,mode=0755,nosuid,nodev,noexec pycds "$dir"
-	fi
+	echo "== publish: pycds-loader --mount $dir --source $src"
+	"$PYCDS_LOADER" --mount "$dir" --source "$src"
+	"$PYCDS_LOADER" --status --mount "$dir"
 else
-	dir=${TMPDIR:-/tmp}/pycds-demo
-	mkdir -p "$dir"
+	dir=$src
 	echo "not root: using $dir instead of a huge-page tmpfs"
 fi
-archive=$dir/$(basename "$workload" .py).pycds
-
-echo "== build: $archive"
-"$PYCDS" build -o "$archive" --python "$PYCDS_PYTHON" -- "$PYCDS_PYTHON" "$workload"
-"$PYCDS" inspect "$archive"
-"$PYCDS" verify "$archive" --python "$PYCDS_PYTHON"
+archive=$dir/$name
 
 echo "== output, stock and from the archive"
 "$PYCDS_PYTHON" "$workload"
