@@ -7,6 +7,7 @@
 #   make install    install binaries under PREFIX and _pycds into PYTHON
 #   make demo       mount /run/pycds, build an archive, compare a workload
 #   make bench      stock against pycds, alternating, ratio of medians
+#   make bench-memory  PSS and copied pages of 16 concurrent processes
 #
 # PYTHON selects the interpreter (default /usr/bin/python3); V=1 is verbose.
 
@@ -169,9 +170,16 @@ bench: deps
 		PYCDS_LOADER=$(abspath $(LOADER)) \
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
+bench-memory: deps
+	$(MAKE) all stage
+	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+		PYCDS_WORKLOADS=$(abspath tests/workloads) \
+		PYCDS_LOADER=$(abspath $(LOADER)) \
+		$(PYTHON) tools/bench_memory.py --out $(BUILD)/bench-memory
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all check tests install uninstall deps demo bench clean stage
+.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

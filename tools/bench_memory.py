@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: MIT
+"""Memory across processes: N concurrent processes of each workload, stock
+and with an archive, each paused after its work.
+
+Per process with the archive: the archive mapping's resident kB, how much
+of it the process copied on write (its Anonymous kB: on tmpfs the page
+cache itself reads as dirty, so Private_Dirty is not the copied amount),
+the rest (still the shared page cache), and ShmemPmdMapped.  For both:
+the total PSS of the N processes (smaps_rollup) and minor faults per
+start (/proc/PID/stat).
+
+Environment: PYCDS, PYCDS_PYTHON, PYCDS_WORKLOADS, and PYCDS_LOADER to
+publish on a huge-page tmpfs (root), else archives stay where built.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+RUNNER = r"""
+import contextlib, io, runpy, sys
+script = sys.argv[1]
+sys.argv = [script]
+with contextlib.redirect_stdout(io.StringIO()):
+    runpy.run_path(script, run_name="__main__")
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
+def base_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYCDS_") and k != "PYTHONHASHSEED"}
+    env.update(extra)
+    return env
+
+
+def smaps_mapping(pid, path):
+    """Rss, Anonymous, Pss, ShmemPmdMapped (kB) of the mapping of path."""
+    out = {"Rss": 0, "Anonymous": 0, "Pss": 0, "ShmemPmdMapped": 0}
+    cur = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head[0]) > 8 and \
+                    all(c in "0123456789abcdef-" for c in head[0]):
+                cur = line.rstrip().endswith(" " + path)
+            elif cur and head[0].rstrip(":") in out:
+                out[head[0].rstrip(":")] += int(head[1])
+    return out
+
+
+def pss_total(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def minflt(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+def start_group(python, script, n, env):
+    procs = []
+    for _ in range(n):
+        procs.append(subprocess.Popen([python, "-c", RUNNER, script],
+                                      env=env, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise SystemExit(f"bench-memory: {script} did not start: "
+                             f"{p.stderr.read()}")
+    return procs
+
+
+def stop_group(procs):
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        p.wait()
+
+
+def measure(python, script, n, archive=None):
+    env = base_env(**({"PYCDS_ARCHIVE": archive} if archive else {}))
+    procs = start_group(python, script, n, env)
+    try:
+        time.sleep(0.2)
+        rows = []
+        for p in procs:
+            r = {"pss": pss_total(p.pid), "minflt": minflt(p.pid)}
+            if archive:
+                r.update(smaps_mapping(p.pid, os.path.realpath(archive)))
+            rows.append(r)
+    finally:
+        stop_group(procs)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workloads", nargs="*")
+    ap.add_argument("-n", type=int, default=16)
+    ap.add_argument("--out", default="build/bench-memory")
+    a = ap.parse_args()
+    pycds = os.environ.get("PYCDS", "pycds")
+    python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
+    loader = os.environ.get("PYCDS_LOADER")
+    wdir = os.environ.get("PYCDS_WORKLOADS", "tests/workloads")
+    scripts = a.workloads or [os.path.join(wdir, w) for w in (
+        "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
+        "rich_app.py")]
+    os.makedirs(a.out, exist_ok=True)
+    src = os.path.abspath(os.path.join(a.out, "src"))
+    os.makedirs(src, exist_ok=True)
+    mnt = os.path.abspath(os.path.join(a.out, "mnt"))
+    use_loader = bool(loader) and os.geteuid() == 0
+
+    built = {}
+    for s in scripts:
+        name = os.path.basename(s).replace(".py", ".pycds")
+        if subprocess.run([python, s], env=base_env(),
+                          capture_output=True).returncode:
+            print(f"bench-memory: skipping {s}: it fails stock",
+                  file=sys.stderr)
+            continue
+        subprocess.run([pycds, "build", "-o", os.path.join(src, name),
+                        "--python", python, "--", python, "-c", RUNNER, s],
+                       check=True, capture_output=True, input="")
+        built[s] = name
+    if use_loader:
+        os.makedirs(mnt, exist_ok=True)
+        subprocess.run([loader, "--mount", mnt, "--source", src],
+                       check=True, capture_output=True)
+        where = mnt
+        fs = "huge-page tmpfs (pycds-loader)"
+    else:
+        where = src
+        fs = "build directory (no loader: not root)"
+
+    print(f"{python}; {a.n} concurrent processes per row, paused after the "
+          f"workload; archives on {fs}")
+    print(f"{'workload':<14}{'PSS stock':>11}{'PSS pycds':>11}{'saved':>7}"
+          f"{'map rss':>9}{'copied':>8}{'shared':>8}{'clean':>7}"
+          f"{'pmd':>7}{'flt stock':>10}{'flt pycds':>10}")
+    for s, name in built.items():
+        archive = os.path.join(where, name)
+        stock = measure(python, s, a.n)
+        fast = measure(python, s, a.n, archive)
+        ps, pf = sum(r["pss"] for r in stock), sum(r["pss"] for r in fast)
+        rss = statistics.median(r["Rss"] for r in fast)
+        anon = statistics.median(r["Anonymous"] for r in fast)
+        pmd = statistics.median(r["ShmemPmdMapped"] for r in fast)
+        clean = (rss - anon) / rss if rss else 0
+        print(f"{os.path.basename(s)[:-3]:<14}{ps / 1024:>9.1f}MB"
+              f"{pf / 1024:>9.1f}MB{(ps - pf) / ps * 100:>6.1f}%"
+              f"{rss:>7.0f}kB{anon:>6.0f}kB{rss - anon:>6.0f}kB"
+              f"{clean * 100:>6.0f}%{pmd:>5.0f}kB"
+              f"{statistics.median(r['minflt'] for r in stock):>10.0f}"
+              f"{statistics.median(r['minflt'] for r in fast):>10.0f}")
+    if use_loader:
+        subprocess.run([loader, "--unmount", "--mount", mnt],
+                       capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
