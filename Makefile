@@ -48,6 +48,14 @@ LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
 	       $(BUILD)/obj/userspace/archive.o
 URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 
+TOP := $(BUILD)/pycds-top
+BPF_CLANG ?= clang
+BPFTOOL ?= bpftool
+VMLINUX := $(BUILD)/vmlinux.h
+TOP_SKEL := $(BUILD)/pycdstop.skel.h
+TOP_LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf -lelf -lz) \
+	    $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
+
 KSFT_DIR := $(BUILD)/kselftest
 KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
 KSFT_TARBALL := /usr/src/linux-source-6.1.tar.xz
@@ -58,7 +66,7 @@ VENV := $(BUILD)/venv
 VENV_PY := $(VENV)/bin/python
 STAGED := $(VENV)/.staged
 
-all: $(EXT) $(TOOL) $(LOADER) $(BUILD)/pycds_build.py
+all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py
 
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +89,28 @@ $(TOOL): $(TOOL_OBJS)
 $(LOADER): $(LOADER_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(URING_LIBS) -o $@
+
+# BPF: vmlinux.h from the running kernel's BTF, CO-RE object, skeleton.
+$(VMLINUX):
+	@mkdir -p $(BUILD)
+	@echo "  GEN     $@"
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+$(BUILD)/pycdstop.bpf.o: bpf/pycdstop.bpf.c include/pycds/probes.h $(VMLINUX)
+	@echo "  BPF     $@"
+	$(Q)$(BPF_CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -I$(BUILD) \
+		-Iinclude -I/usr/include/$(shell $(CC) -dumpmachine) -c $< -o $@
+
+$(TOP_SKEL): $(BUILD)/pycdstop.bpf.o
+	@echo "  SKEL    $@"
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(BUILD)/obj/tools/pycds-top.o: $(TOP_SKEL)
+$(BUILD)/obj/tools/pycds-top.o: CPPFLAGS += -I$(BUILD)
+
+$(TOP): $(BUILD)/obj/tools/pycds-top.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(TOP_LIBS) -o $@
 
 $(BUILD)/pycds_build.py: tools/pycds_build.py
 	@mkdir -p $(BUILD)
@@ -112,7 +142,7 @@ $(STAGED): $(EXT) userspace/00-pycds.pth
 stage: $(STAGED)
 
 TEST_ENV = PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
-	   PYCDS_LOADER=$(abspath $(LOADER)) \
+	   PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
 	   PYCDS_WORKLOADS=$(abspath tests/workloads) \
 	   PYCDS_TMPDIR=$(abspath $(BUILD)/tmp)
 
@@ -129,6 +159,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pycds
 	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/pycds
 	install -m 0755 $(LOADER) $(DESTDIR)$(PREFIX)/bin/pycds-loader
+	install -m 0755 $(TOP) $(DESTDIR)$(PREFIX)/bin/pycds-top
 	install -m 0644 tools/pycds_build.py $(DESTDIR)$(PREFIX)/lib/pycds/
 	install -d $(DESTDIR)$(PY_SITE)
 	install -m 0644 $(EXT) $(DESTDIR)$(PY_SITE)/
@@ -140,7 +171,7 @@ uninstall:
 
 # Debian packages everything needs.
 DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \
-	libbpf-dev bpftool clang llvm linux-source-6.1 hyperfine \
+	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm linux-source-6.1 hyperfine tmux \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
 	python3-requests python3-jinja2 python3-rich perl
 

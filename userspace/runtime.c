@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/sdt.h>
+
 #include "pycds_py.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -81,6 +83,7 @@ static void report(const char *path, const char *fmt, ...)
 static void set_error(const char *path, const char *msg)
 {
 	report(path, "%s", msg);
+	STAP_PROBE2(pycds, archive__rejected, path, msg);
 	Py_XDECREF(g.error);
 	g.error = PyUnicode_FromString(msg);
 	if (!g.error)
@@ -488,6 +491,7 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	Py_DECREF(path);
 	if (!source_fresh(m)) {
 		g.stale++;
+		STAP_PROBE1(pycds, module__stale, PyUnicode_AsUTF8(name));
 		goto fallback;
 	}
 	code = module_prepare((uint32_t)idx, PyUnicode_AsUTF8(name));
@@ -496,6 +500,7 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 		goto fallback;
 	}
 	g.hits++;
+	STAP_PROBE1(pycds, module__served, PyUnicode_AsUTF8(name));
 	return Py_NewRef(code);
 fallback:
 	return PyObject_CallFunctionObjArgs(g.base_get_code, self, name, NULL);
@@ -555,6 +560,7 @@ static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
 	idx = lookup_str(name);
 	if (idx < 0) {
 		g.misses++;
+		STAP_PROBE1(pycds, module__missed, PyUnicode_AsUTF8(name));
 		Py_RETURN_NONE;
 	}
 	m = pycds_module_get(&g.ar, (uint32_t)idx);
@@ -738,6 +744,16 @@ static int enable_path(PyObject *module, const char *path)
 		return -1;
 	g.enabled = 1;
 	Py_CLEAR(g.error);
+	{
+		/* In registers: libbpf's USDT reader does not take
+		 * RIP-relative operands. */
+		const char *p = g.path;
+		uint64_t b = (uint64_t)(uintptr_t)g.map, sz = g.map_size;
+		uint32_t rel = g.ar.delta != 0;
+
+		__asm__ volatile("" : "+r"(p), "+r"(b), "+r"(sz), "+r"(rel));
+		STAP_PROBE4(pycds, archive__mapped, p, b, sz, rel);
+	}
 	if (g.verbose) {
 		fprintf(stderr,
 			"pycds: %s: mapped at 0x%llx (%s, preferred 0x%llx), %u modules, %zu bytes\n",

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * USDT probes of the pycds runtime (provider "pycds"), and the layouts of
+ * the BPF maps pycds-top reads.  Shared by userspace/, bpf/ and tools/.
+ *
+ *   pycds:archive__mapped(const char *path, u64 base, u64 size,
+ *                         u32 relocated)
+ *   pycds:archive__rejected(const char *path, const char *reason)
+ *   pycds:module__served(const char *name)
+ *   pycds:module__missed(const char *name)
+ *   pycds:module__stale(const char *name)
+ *
+ * Fixed-width types only: this header is included by BPF programs.
+ */
+#ifndef PYCDS_PROBES_H
+#define PYCDS_PROBES_H
+
+#define PYCDS_HIST_SLOTS	32	/* log2 buckets of nanoseconds */
+#define PYCDS_MAX_DEPTH		32	/* nested imports tracked per thread */
+#define PYCDS_PATH_LEN		128
+
+/* Per-process counters, keyed by tgid in the "procs" map. */
+struct pycds_proc {
+	__u64 base;		/* archive mapping (0: none seen) */
+	__u64 size;
+	__u32 relocated;
+	__u32 rejected;		/* archive__rejected seen */
+	__u64 hits;
+	__u64 misses;
+	__u64 stale;
+	__u64 imports;		/* import__find__load__done */
+	__u64 import_ns;	/* cumulative time of top-level imports */
+	__u64 faults_in;	/* user page faults inside the archive */
+	__u64 faults_out;	/* and elsewhere */
+	__u64 hist_cum[PYCDS_HIST_SLOTS]; /* per import, cumulative time */
+	__u64 hist_self[PYCDS_HIST_SLOTS]; /* per import, minus nested ones */
+	char archive[PYCDS_PATH_LEN];
+};
+
+#endif /* PYCDS_PROBES_H */
