@@ -198,7 +198,7 @@ bench: deps
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
-		PYCDS_LOADER=$(abspath $(LOADER)) \
+		PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
 bench-memory: deps

@@ -220,6 +220,28 @@ def bench_loader(loader, archives, runs, outdir):
             statistics.median(lat) * 1e3}
 
 
+def bench_top_overhead(top, python, script, archive, rounds=4, per=10):
+    """stdlib6 from its archive with and without pycds-top attached:
+    blocks of runs, alternating detached and attached."""
+    env = dict(base_env(), PYCDS_ARCHIVE=archive)
+    argv = [python, script]
+    off, on = [], []
+    for _ in range(rounds):
+        for _ in range(per):
+            off.append(spawn_time(argv, env))
+        t = subprocess.Popen([top, "-b", "-d", "3600", "--python", python],
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        t.stderr.readline()             # "attached ..."
+        for _ in range(per):
+            on.append(spawn_time(argv, env))
+        t.terminate()
+        t.wait()
+    a, b = statistics.median(off), statistics.median(on)
+    return {"detached_ms": a * 1e3, "attached_ms": b * 1e3,
+            "overhead": b / a - 1}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workloads", nargs="*")
@@ -307,6 +329,15 @@ def main():
             result["loader"] = ld
         else:
             print("loader: skipped (needs root and PYCDS_LOADER)")
+        top = os.environ.get("PYCDS_TOP")
+        s6 = [(s, ar) for s, ar in todo if s.endswith("stdlib6.py")]
+        if top and os.geteuid() == 0 and s6:
+            ov = bench_top_overhead(top, python, s6[0][0], s6[0][1])
+            print(f"pycds-top attached, stdlib6 from its archive: "
+                  f"{ov['attached_ms']:.1f} ms against "
+                  f"{ov['detached_ms']:.1f} ms detached "
+                  f"({ov['overhead'] * 100:+.1f}%)")
+            result["top"] = ov
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
     if use_loader:

@@ -380,6 +380,8 @@ static int attach(struct pycdstop_bpf *skel, const char *python,
 			return -1;
 		}
 	}
+	if (getenv("PYCDS_TOP_NO_FAULTS"))
+		return 0;
 	if (!bpf_program__attach(skel->progs.page_fault_user)) {
 		fprintf(stderr,
 			"pycds-top: failed to attach to page_fault_user: %s\n",
