@@ -192,7 +192,8 @@ deps:
 demo: deps
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
-		PYCDS_LOADER=$(abspath $(LOADER)) sh tools/demo.sh
+		PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
+		sh tools/demo.sh
 
 bench: deps
 	$(MAKE) all stage

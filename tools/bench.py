@@ -267,7 +267,9 @@ def main():
     srcdir = os.path.abspath(os.path.join(a.out, "src"))
     os.makedirs(srcdir, exist_ok=True)
     use_loader = bool(loader) and os.geteuid() == 0 and not a.archive
-    if use_loader:
+    if a.archive:
+        where = os.path.dirname(os.path.abspath(a.archive))
+    elif use_loader:
         where = os.path.abspath(os.path.join(a.out, "mnt"))
     else:
         where = tempfile.mkdtemp(prefix="pycds-bench-", dir="/dev/shm")

@@ -33,3 +33,14 @@ PYCDS_ARCHIVE=$archive PYCDS_VERBOSE=1 "$PYCDS_PYTHON" "$workload"
 
 echo "== time, alternating runs (ratio of medians)"
 "$PYCDS_PYTHON" "$top/tools/bench.py" --runs 20 --quick "$workload" --archive "$archive"
+
+if [ "$(id -u)" = 0 ] && [ -n "${PYCDS_TOP:-}" ]; then
+	echo "== pycds-top snapshot: one process from the archive, one stock"
+	"$PYCDS_TOP" -b -n 1 -d 4 --python "$PYCDS_PYTHON" 2>/dev/null &
+	top=$!
+	sleep 1
+	PYCDS_ARCHIVE=$archive "$PYCDS_PYTHON" -c "import runpy, sys, time; sys.argv=['$workload']; runpy.run_path('$workload', run_name='__main__'); time.sleep(4)" >/dev/null &
+	"$PYCDS_PYTHON" -c "import runpy, sys, time; sys.argv=['$workload']; runpy.run_path('$workload', run_name='__main__'); time.sleep(4)" >/dev/null &
+	wait $top
+	wait
+fi
