@@ -178,7 +178,7 @@ int loader_stage(int dirfd, const char *src, const char *name, char *err,
 	uint8_t *dst;
 	int in, out, ret;
 
-	in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (in < 0)
 		return fail(err, errlen, errno, "open");
 	if (fstat(in, &st)) {

@@ -301,7 +301,7 @@ static int map_file(const char *path, struct pycds_archive *ar)
 	void *p;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st)) {
 		fprintf(stderr, "pycds: failed to open %s: %s\n", path,
 			strerror(errno));

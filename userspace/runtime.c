@@ -135,7 +135,9 @@ static void *archive_map(const char *path, int fixed, int prot,
 	void *p = MAP_FAILED, *want;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Non-blocking: a FIFO or device must not stall the process; the
+	 * trust check then refuses anything but a regular file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open: %s", strerror(errno));
 		return NULL;
