@@ -152,8 +152,39 @@ check: deps
 	$(TEST_ENV) prove -v $(C_TESTS)
 	@if ls tests/py/test_*.py >/dev/null 2>&1; then \
 		$(TEST_ENV) prove -v --exec $(PYTHON) tests/py/test_*.py; fi
+	$(MAKE) fuzz-smoke
 
 tests: $(C_TESTS)
+
+# libFuzzer over the validator, with real archives as the seed corpus.
+FUZZ := $(BUILD)/archive_fuzz
+FUZZ_TIME ?= 1800
+FUZZ_CORPUS := $(BUILD)/fuzz-corpus
+
+$(FUZZ): tests/fuzz/archive_fuzz.c userspace/archive.c include/pycds/reader.h include/pycds/archive.h
+	@mkdir -p $(BUILD)
+	@echo "  FUZZ    $@"
+	$(Q)clang -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -Iinclude $(filter %.c,$^) -o $@
+
+$(FUZZ_CORPUS)/.seeded: $(TOOL) $(STAGED)
+	@mkdir -p $(FUZZ_CORPUS)
+	$(Q)for m in keyword json; do \
+		PYTHONNOUSERSITE=1 $(TOOL) build -o $(FUZZ_CORPUS)/$$m.pycds --python /usr/bin/python3.11 -m $$m >/dev/null 2>&1 || \
+		$(TOOL) build -o $(FUZZ_CORPUS)/$$m.pycds --python $(abspath $(VENV_PY)) -m $$m >/dev/null || exit 1; \
+	done
+	$(Q)touch $@
+
+fuzz: $(FUZZ) $(FUZZ_CORPUS)/.seeded
+	$(FUZZ) -max_total_time=$(FUZZ_TIME) -max_len=4194304 -timeout=10 \
+		-print_final_stats=1 $(FUZZ_CORPUS) 2>&1 | tail -25
+
+fuzz-smoke: $(FUZZ) $(FUZZ_CORPUS)/.seeded
+	$(Q)mkdir -p $(BUILD)/fuzz-smoke
+	$(FUZZ) -max_total_time=$(or $(FUZZ_SMOKE_TIME),60) -max_len=4194304 \
+		-timeout=10 $(BUILD)/fuzz-smoke $(FUZZ_CORPUS) > $(BUILD)/fuzz-smoke.log 2>&1 \
+		&& echo "ok - fuzz smoke run ($(or $(FUZZ_SMOKE_TIME),60) s) found no crash" \
+		|| { tail -30 $(BUILD)/fuzz-smoke.log; exit 1; }
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pycds
@@ -212,6 +243,6 @@ bench-memory: deps
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage
+.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

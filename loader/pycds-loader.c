@@ -437,7 +437,7 @@ static int status(const char *dir, int json)
 		if (!is_archive_name(list[i]->d_name))
 			goto next;
 		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 		if (fd < 0 || fstat(fd, &st)) {
 			if (fd >= 0)
 				close(fd);

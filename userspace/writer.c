@@ -677,7 +677,10 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 			   PYCDS_PAGE_SIZE);
 	l->region_off[PYCDS_REGION_DATA] = l->size;
 	l->size = align_up(l->size + w->region[PYCDS_REGION_DATA].len,
-			   PYCDS_REGION_ALIGN);
+			   PYCDS_PAGE_SIZE);
+	/* Small archives are not worth a huge page of padding. */
+	if (l->size >= 2 * PYCDS_REGION_ALIGN)
+		l->size = align_up(l->size, PYCDS_REGION_ALIGN);
 	l->relocs_off = l->size;
 	l->images_off = align_up(l->relocs_off + l->nr_relocs * 4, 8);
 	l->interns_off = l->images_off + l->nr_images * 8;
