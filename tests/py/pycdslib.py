@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: MIT
-"""Shared helpers for pycds's Python-level tests: TAP output, running the
-interpreter stock and with an archive, building archives, reading headers.
+"""Shared helpers for pycds's Python-level tests: the environment, running
+the interpreter stock and with an archive, building archives, and reading
+archives as include/pycds/archive.h lays them out.
 
 Environment (set by `make check`):
   PYCDS           the pycds tool
-  PYCDS_PYTHON    an interpreter with _pycds and pycds.pth installed
+  PYCDS_PYTHON    an interpreter with _pycds and its .pth hook installed
   PYCDS_WORKLOADS directory of workload scripts
   PYCDS_TMPDIR    scratch directory
 """
-import atexit
+import difflib
+import json
 import os
 import shutil
 import struct
@@ -16,90 +18,104 @@ import subprocess
 import sys
 import tempfile
 
+import taplib
+from taplib import at_end
+
 PYCDS = os.environ.get("PYCDS")
 PYTHON = os.environ.get("PYCDS_PYTHON")
 WORKLOADS = os.environ.get("PYCDS_WORKLOADS", "")
 TMPDIR = os.environ.get("PYCDS_TMPDIR") or tempfile.gettempdir()
 
+# The seed archives are built under; consumers use others.
+BUILD_SEED = "0"
 
-class Tap:
-    """A TAP producer: plan up front, one line per check, exit status."""
+
+def require():
+    """Skip the whole file unless the tool and the staged interpreter are
+    there."""
+    if not PYCDS or not os.access(PYCDS, os.X_OK):
+        taplib.Tap.skip_all("PYCDS must name the built pycds tool "
+                            "(run make check)")
+    if not PYTHON or not os.access(PYTHON, os.X_OK):
+        taplib.Tap.skip_all("PYCDS_PYTHON must name an interpreter with "
+                            "_pycds staged (run make check)")
+
+
+class Tap(taplib.Tap):
+    """taplib.Tap that first skips the file if the environment is absent."""
 
     def __init__(self, plan):
-        if not (PYCDS and PYTHON and os.access(PYTHON, os.X_OK)):
-            print("1..0 # SKIP PYCDS and PYCDS_PYTHON must name the built "
-                  "tool and a staged interpreter (run make check)")
-            sys.exit(0)
-        self.n = 0
-        self.failed = 0
-        print(f"1..{plan}", flush=True)
-        self.plan = plan
-        atexit.register(self._end)
-
-    def ok(self, cond, desc, diag=None):
-        self.n += 1
-        print(f"{'ok' if cond else 'not ok'} {self.n} - {desc}", flush=True)
-        if not cond:
-            self.failed += 1
-            if diag:
-                self.diag(diag)
-        return cond
-
-    def eq(self, got, want, desc):
-        return self.ok(got == want, desc,
-                       f"got:  {got!r}\nwant: {want!r}")
-
-    def skip(self, desc, reason):
-        self.n += 1
-        print(f"ok {self.n} - {desc} # SKIP {reason}", flush=True)
-
-    def diag(self, text):
-        for line in str(text).splitlines():
-            print(f"# {line}")
-        sys.stdout.flush()
-
-    def _end(self):
-        if self.n != self.plan:
-            self.diag(f"planned {self.plan} checks, ran {self.n}")
-            os._exit(1)
-        if self.failed:
-            os._exit(1)
+        require()
+        super().__init__(plan)
 
 
 def scratch():
+    """A fresh directory under PYCDS_TMPDIR, removed at exit."""
     os.makedirs(TMPDIR, exist_ok=True)
     d = tempfile.mkdtemp(prefix="pycds-test-", dir=TMPDIR)
-    atexit.register(shutil.rmtree, d, True)
+    at_end(shutil.rmtree, d, True)
     return d
 
 
 def clean_env(**extra):
+    """The caller's environment without anything that steers Python or
+    pycds (PYTHON*, PYCDS*), plus @extra."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PYCDS_") and k != "PYTHONHASHSEED"}
-    env.update({k: str(v) for k, v in extra.items()})
+           if not k.startswith(("PYCDS", "PYTHON"))}
+    env.update({k: str(v) for k, v in extra.items() if v is not None})
     return env
 
 
-def run(argv, cwd=None, timeout=120, **env):
-    return subprocess.run(argv, cwd=cwd, env=clean_env(**env),
-                          capture_output=True, text=True, timeout=timeout)
+def run(argv, cwd=None, timeout=120, input=None, **env):
+    """Run @argv with a clean environment plus @env; never raises on a
+    timeout (returncode is then None and stderr says so)."""
+    try:
+        return subprocess.run(argv, cwd=cwd, env=clean_env(**env),
+                              input=input, capture_output=True, text=True,
+                              timeout=timeout, errors="backslashreplace")
+    except subprocess.TimeoutExpired as e:
+        def s(x):
+            return x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+        return subprocess.CompletedProcess(
+            argv, None, s(e.stdout),
+            s(e.stderr) + f"\nTIMEOUT after {timeout}s (killed)")
 
 
-def build(out, argv, cwd=None, python=None):
-    """pycds build -o out --python PYTHON <argv>; returns CompletedProcess."""
+def build(out, argv, cwd=None, python=None, seed=BUILD_SEED, timeout=300):
+    """pycds build -o OUT --python PYTHON ARGV... under hash seed @seed."""
     return run([PYCDS, "build", "-o", out, "--python", python or PYTHON,
-                *argv], cwd=cwd, timeout=300)
+                *argv], cwd=cwd, timeout=timeout, PYTHONHASHSEED=seed)
 
 
 def pycds_lines(stderr):
-    return [l for l in stderr.splitlines() if l.startswith("pycds:")]
+    return [line for line in (stderr or "").splitlines()
+            if line.startswith("pycds:")]
 
 
-# Python snippet that runs a script as __main__ and then prints, on stderr,
-# _pycds.stats() and the number of modules the process loaded from source
-# after start-up (those the interpreter imports before site runs, such as
-# the encodings package, are out of any archive's reach).  Build archives
-# with the same runner so that its own imports are recorded too.
+def describe(p, limit=4000):
+    """A process's status and output, for diagnostics."""
+    def cut(s):
+        s = s or ""
+        return s if len(s) <= limit else s[:limit] + f"... ({len(s)} chars)"
+    args = [a if len(a) <= 80 else a[:40] + "..." + a[-20:]
+            for a in map(str, p.args)]
+    return (f"argv: {args}\nexit: {p.returncode}\n"
+            f"stdout: {cut(p.stdout)!r}\nstderr: {cut(p.stderr)}")
+
+
+def diff(a, b, a_name="stock", b_name="pycds"):
+    return "\n".join(difflib.unified_diff(
+        (a or "").splitlines(), (b or "").splitlines(), a_name, b_name,
+        lineterm="", n=1))
+
+
+# Runs a script as __main__, then prints on stderr one line
+# "PYCDS-STATS {json}": _pycds.stats() (when _pycds is loaded) and
+# "source_modules", the modules loaded from a .py file after start-up.
+# Those the interpreter imports before site runs (the encodings package)
+# are out of any archive's reach and not counted.  Aliases (one module
+# object under two names) count once.  Build archives with the same runner
+# so that its own imports are recorded too.
 STATS_RUNNER = r"""
 import runpy, sys
 script = sys.argv[1]
@@ -107,58 +123,156 @@ sys.argv = sys.argv[1:]
 try:
     runpy.run_path(script, run_name="__main__")
 finally:
+    mods = {}
+    for m in list(sys.modules.values()):
+        spec = getattr(m, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if isinstance(origin, str) and origin.endswith(".py"):
+            mods[id(m)] = m.__name__
+    _pc = sys.modules.get("_pycds")
+    st = dict(_pc.stats()) if _pc else {}
     import json, subprocess
-    from importlib.machinery import SourceFileLoader
-    def source(mods):
-        # Unique module objects: some packages alias modules under
-        # several names (requests.packages.urllib3 is urllib3).
-        return {m.__name__ for m in {id(m): m for m in mods}.values()
-                if isinstance(getattr(getattr(m, "__spec__", None),
-                                      "loader", None), SourceFileLoader)}
     early = subprocess.run([sys.executable, "-S", "-c",
                             "import sys; print(*sys.modules)"],
                            capture_output=True, text=True).stdout.split()
-    mods = source(list(sys.modules.values())) - set(early)
-    try:
-        import _pycds
-        st = _pycds.stats()
-    except ImportError:
-        st = {}
-    st["source_modules"] = len(mods)
+    st["source_modules"] = sorted(set(mods.values()) - set(early))
+    st["module_names"] = sorted(sys.modules)
+    sys.stdout.flush()
     print("PYCDS-STATS " + json.dumps(st), file=sys.stderr)
 """
 
 
-def run_with_stats(script, archive=None, cwd=None, **env):
-    """Run @script under the staged interpreter; returns (proc, stats)."""
-    import json
-    if archive:
-        env["PYCDS_ARCHIVE"] = archive
-    p = run([PYTHON, "-c", STATS_RUNNER, script], cwd=cwd, **env)
-    stats = None
-    for line in p.stderr.splitlines():
+def parse_stats(stderr):
+    for line in (stderr or "").splitlines():
         if line.startswith("PYCDS-STATS "):
-            stats = json.loads(line[len("PYCDS-STATS "):])
-    return p, stats
+            return json.loads(line[len("PYCDS-STATS "):])
+    return None
 
 
-# The header layout of include/pycds/archive.h (format 1).
-HEADER = struct.Struct("<8sIIQQ")          # magic, version, size, file, base
-INTERP_OFF = 32
-BUILD_ID_OFF = INTERP_OFF + 4 + 4 + 16 + 8
+def strip_stats(stderr):
+    return "".join(line for line in (stderr or "").splitlines(True)
+                   if not line.startswith("PYCDS-STATS "))
+
+
+def run_with_stats(script, archive=None, cwd=None, args=(), **env):
+    """Run @script under the staged interpreter (with @archive if given)
+    through STATS_RUNNER; returns (proc, stats or None).  proc.stderr has
+    the stats line removed."""
+    if archive is not None:
+        env["PYCDS_ARCHIVE"] = archive
+    p = run([PYTHON, "-c", STATS_RUNNER, script, *args], cwd=cwd, **env)
+    st = parse_stats(p.stderr)
+    p.stderr = strip_stats(p.stderr)
+    return p, st
+
+
+# ---- the archive format, include/pycds/archive.h (format 1) ----
+
 HEADER_SIZE = 360
-CHECKSUM_OFF = HEADER_SIZE - 32 - 8        # header_checksum
-REGIONS_OFF = 120
+INTERP_OFF = 32
+OFF = {                                   # header field -> file offset
+    "magic": 0, "version": 8, "header_size": 12, "file_size": 16,
+    "preferred_base": 24,
+    "hexversion": 32, "pyc_magic": 36, "cache_tag": 40, "abiflags": 56,
+    "build_id": 64, "build_id_len": 96, "optimize": 100, "layout": 104,
+    "runtime_addr": 112,
+    "regions": 120,
+    "names_index_off": 184, "nr_names": 192,
+    "modules_off": 208, "nr_modules": 216, "nr_buckets": 220,
+    "buckets_off": 224, "names": 232,
+    "relocs_off": 248, "nr_relocs": 256, "images_off": 264,
+    "nr_images": 272, "interns_off": 280, "nr_interns": 288,
+    "fsets_off": 296, "nr_fsets": 304,
+    "meta_checksum": 312, "header_checksum": 320, "reserved": 328,
+}
+BUILD_ID_OFF = OFF["build_id"]
+CHECKSUM_OFF = OFF["header_checksum"]
+REGIONS_OFF = OFF["regions"]
+REGION_CODE, REGION_DATA, REGION_COLD, REGION_NAMES = range(4)
+MODULE = struct.Struct("<6IqQQ3I3I8IQ")     # struct pycds_module, 112 bytes
+NAME = struct.Struct("<IIQ")                # struct pycds_name, 16 bytes
+FIXUP = struct.Struct("<II")                # pycds_fixup / pycds_image_reloc
+assert MODULE.size == 112 and NAME.size == 16
+
+
+def _u32(d, o):
+    return struct.unpack_from("<I", d, o)[0]
+
+
+def _u64(d, o):
+    return struct.unpack_from("<Q", d, o)[0]
+
+
+class Archive:
+    """An archive file read as archive.h describes it (no checking)."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.data = d = f.read()
+        self.path = path
+        h = self.h = {}
+        h["magic"] = d[0:8]
+        for k in ("version", "header_size", "hexversion", "pyc_magic",
+                  "build_id_len", "optimize", "nr_names", "nr_modules",
+                  "nr_buckets"):
+            h[k] = _u32(d, OFF[k])
+        for k in ("file_size", "preferred_base", "layout", "runtime_addr",
+                  "names_index_off", "modules_off", "buckets_off",
+                  "relocs_off", "nr_relocs", "images_off", "nr_images",
+                  "interns_off", "nr_interns", "fsets_off", "nr_fsets",
+                  "meta_checksum", "header_checksum"):
+            h[k] = _u64(d, OFF[k])
+        h["cache_tag"] = d[40:56].rstrip(b"\0").decode()
+        h["abiflags"] = d[56:64].rstrip(b"\0").decode()
+        h["build_id"] = d[64:64 + min(32, h["build_id_len"])].hex()
+        h["regions"] = [struct.unpack_from("<QQ", d, REGIONS_OFF + 16 * i)
+                        for i in range(4)]
+        h["names"] = struct.unpack_from("<QQ", d, OFF["names"])
+        self.modules = []
+        noff = h["names"][0]
+        for i in range(h["nr_modules"]):
+            off = h["modules_off"] + MODULE.size * i
+            f = MODULE.unpack_from(d, off)
+            m = {"index": i, "entry_off": off,
+                 "name": d[noff + f[0]:noff + f[0] + f[1]].decode(),
+                 "origin": d[noff + f[2]:noff + f[2] + f[3]].decode(),
+                 "flags": f[4], "src_mtime": f[6], "src_size": f[7],
+                 "root": f[8], "span_off": list(f[9:12]),
+                 "span_size": list(f[12:15]),
+                 "relocs": (f[15], f[16]), "images": (f[17], f[18]),
+                 "interns": (f[19], f[20]), "fsets": (f[21], f[22]),
+                 "checksum": f[23]}
+            self.modules.append(m)
+        self.by_name = {m["name"]: m for m in self.modules}
+
+    @property
+    def base(self):
+        return self.h["preferred_base"]
+
+    def name_entry(self, i):
+        """(off, size, hash) of names pool entry @i."""
+        return NAME.unpack_from(self.data,
+                                self.h["names_index_off"] + NAME.size * i)
+
+    def intern_fixup(self, i):
+        return FIXUP.unpack_from(self.data,
+                                 self.h["interns_off"] + FIXUP.size * i)
 
 
 def header(path):
-    with open(path, "rb") as f:
-        data = f.read(HEADER_SIZE)
-    magic, version, size, file_size, base = HEADER.unpack_from(data)
-    regions = [struct.unpack_from("<QQ", data, REGIONS_OFF + 16 * i)
-               for i in range(4)]
-    return {"magic": magic, "version": version, "file_size": file_size,
-            "base": base, "regions": regions}
+    """The main header fields of @path as a dict ("base" is the preferred
+    base)."""
+    a = Archive(path)
+    h = dict(a.h)
+    h["base"] = a.base
+    return h
+
+
+def header_checksum(data):
+    """XXH3-64 of the header with its checksum field zeroed, or None."""
+    hdr = bytearray(data[:HEADER_SIZE])
+    struct.pack_into("<Q", hdr, CHECKSUM_OFF, 0)
+    return xxh3_64(bytes(hdr))
 
 
 def xxh3_64(data):
@@ -166,8 +280,39 @@ def xxh3_64(data):
     exe = shutil.which("xxhsum")
     if not exe:
         return None
-    p = subprocess.run([exe, "-H3", "-"], input=data, capture_output=True)
+    try:
+        p = subprocess.run([exe, "-H3", "-"], input=data,
+                           capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     if p.returncode:
         return None
-    # "XXH3 (stdin) = 78af5f94892f3950"
-    return int(p.stdout.split()[-1].decode(), 16)
+    # "XXH3 (stdin) = 78af5f94892f3950" or "78af5f94892f3950  stdin"
+    for tok in p.stdout.decode(errors="replace").split():
+        tok = tok.removeprefix("XXH3_")
+        if len(tok) == 16:
+            try:
+                return int(tok, 16)
+            except ValueError:
+                pass
+    return None
+
+
+def site_dir():
+    """The staged interpreter's site-packages (where _pycds lives)."""
+    return run([PYTHON, "-c", "import sysconfig; "
+                "print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+
+
+def write_tree(root, files):
+    """Create @files ({relative path: text}) under @root."""
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    # A helper, not a test: say so when prove runs tests/py/*.py.
+    print("1..0 # SKIP helper module, not a test")

@@ -1,67 +1,117 @@
 # SPDX-License-Identifier: MIT
 """With its preferred base taken, the archive is mapped elsewhere and its
 relocation tables applied: the same output, the same modules served.  At
-the preferred base nothing is relocated."""
+the preferred base nothing is relocated.
+
+Under `python -S` (no site, so no hook) a runner occupies one page of the
+archive's range with mmap(MAP_FIXED_NOREPLACE) before calling
+_pycds.enable(path) by hand, then runs the workload."""
+import json
 import os
 
-from pycdslib import PYTHON, WORKLOADS, Tap, build, header, run, scratch
+from pycdslib import (PYTHON, WORKLOADS, Archive, Tap, build, describe, diff,
+                      pycds_lines, require, run, scratch, site_dir)
+
+require()
 
 RUNNER = r"""
-import ctypes, io, json, os, runpy, sys, sysconfig, contextlib
-archive, script, occupy = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-base, site_dir = int(sys.argv[4]), sys.argv[5]
+import ctypes, json, runpy, sys
+archive, script, occupy, site_dir = sys.argv[1], sys.argv[2], int(sys.argv[3], 0), sys.argv[4]
 if occupy:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
                           ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE = 0x02, 0x20, 0x100000
-    got = libc.mmap(base, 4096, 1, MAP_PRIVATE | MAP_ANONYMOUS |
-                    MAP_FIXED_NOREPLACE, -1, 0)
-    assert got == base, f"could not occupy {base:#x}: {got}"
+    PROT_READ, MAP_PRIVATE, MAP_ANONYMOUS = 1, 0x02, 0x20
+    MAP_FIXED_NOREPLACE = 0x100000
+    got = libc.mmap(occupy, 4096, PROT_READ,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+    if got != occupy:
+        print(f"OCCUPY-FAILED {occupy:#x} -> {got} errno "
+              f"{ctypes.get_errno()}", file=sys.stderr)
+        sys.exit(3)
 # -S: no site, so no hook; find _pycds where the hook would.
 sys.path.append(site_dir)
 import _pycds
-assert _pycds.enable(archive) is True, _pycds.stats()
+early = set(sys.modules)
+enabled = _pycds.enable(archive)
 sys.argv = [script]
 runpy.run_path(script, run_name="__main__")
-print(json.dumps(_pycds.stats()), file=sys.stderr)
+st = dict(_pycds.stats())
+st["enabled"] = enabled
+st["occupied"] = occupy
+st["source_modules"] = len({id(m) for k, m in list(sys.modules.items())
+                            if k not in early and str(getattr(getattr(
+                                m, "__spec__", None), "origin", "")
+                            ).endswith(".py")})
+print("RELOC-STATS " + json.dumps(st), file=sys.stderr)
 """
 
 NAMES = ["stdlib6", "cli_tool"]
-t = Tap(len(NAMES) * 6)
+SITUATIONS = [("at the preferred base", None),
+              ("first page of the range taken", 0),
+              ("a page in the middle of the range taken", "middle"),
+              ("last page of the range taken", "last")]
+SEED = "77"          # the archives are built under seed 0
+PER = 1 + len(SITUATIONS) * 4 + 1
+t = Tap(len(NAMES) * PER)
 tmp = scratch()
-site_dir = run([PYTHON, "-c", "import sysconfig; "
-                "print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+site = site_dir()
+
+
+def stats_of(p):
+    for line in p.stderr.splitlines():
+        if line.startswith("RELOC-STATS "):
+            return json.loads(line[len("RELOC-STATS "):])
+    return None
+
+
 for name in NAMES:
     script = os.path.join(WORKLOADS, name + ".py")
     archive = os.path.join(tmp, name + ".pycds")
     b = build(archive, ["--", PYTHON, script])
-    base = header(archive)["base"]
-    stock = run([PYTHON, "-S", script])
-    for occupy in (True, False):
-        what = "base taken" if occupy else "at preferred base"
-        p = run([PYTHON, "-S", "-c", RUNNER, archive, script,
-                 "1" if occupy else "0", str(base), site_dir],
-                PYTHONHASHSEED="99")
-        import json
-        st = None
-        for line in p.stderr.splitlines():
-            if line.startswith("{"):
-                st = json.loads(line)
+    if not t.ok(b.returncode == 0 and os.path.isfile(archive),
+                f"{name}: archive built", describe(b)):
+        t.skip_n(PER - 1, name, "no archive")
+        continue
+    A = Archive(archive)
+    base, size = A.base, A.h["file_size"]
+    stock = run([PYTHON, "-S", script], PYTHONHASHSEED=SEED)
+    hits = {}
+    for what, where in SITUATIONS:
+        if where is None:
+            occupy = 0
+        elif where == "middle":
+            occupy = base + (size // 2 & ~4095)
+        elif where == "last":
+            occupy = base + ((size - 1) & ~4095)
+        else:
+            occupy = base + where
+        p = run([PYTHON, "-S", "-c", RUNNER, archive, script, hex(occupy),
+                 site], PYTHONHASHSEED=SEED)
+        st = stats_of(p)
         t.ok(p.returncode == 0 and p.stdout == stock.stdout,
-             f"{name}, {what}: output identical to stock",
-             f"{p.stdout!r} vs {stock.stdout!r}\n{p.stderr}")
+             f"{name}, {what}: exit 0, output identical to stock",
+             diff(stock.stdout, p.stdout) + "\n" + describe(p))
+        t.ok(not pycds_lines(p.stderr),
+             f"{name}, {what}: no pycds: line", p.stderr)
         if st is None:
-            t.skip(f"{name}, {what}: relocation state", "no stats")
-            t.skip(f"{name}, {what}: served", "no stats")
+            t.skip_n(2, f"{name}, {what}", "no stats")
             continue
         if occupy:
-            t.ok(st["relocated"] and st["base"] != base and
-                 st["preferred_base"] == base,
-                 f"{name}, {what}: mapped elsewhere and relocated", st)
+            t.ok(st["relocated"] is True and st["base"] != base and
+                 st["preferred_base"] == base and
+                 not (st["base"] <= occupy < st["base"] + size),
+                 f"{name}, {what}: mapped at {st['base']:#x}, not at "
+                 f"{base:#x}, and relocated", st)
         else:
-            t.ok(not st["relocated"] and st["base"] == base,
+            t.ok(st["relocated"] is False and st["base"] == base and
+                 st["preferred_base"] == base,
                  f"{name}, {what}: mapped at {base:#x}, not relocated", st)
-        t.ok(st["hits"] > 50 and st["rejected"] == 0,
-             f"{name}, {what}: {st['hits']} modules served", st)
+        hits[what] = st["hits"]
+        t.ok(st["enabled"] is True and st["error"] is None and
+             st["hits"] > 0 and st["hits"] >= 0.95 * st["source_modules"],
+             f"{name}, {what}: archive in use, {st['hits']} of "
+             f"{st['source_modules']} source modules served", st)
+    t.ok(len(set(hits.values())) == 1 and len(hits) == len(SITUATIONS),
+         f"{name}: the same modules served wherever it is mapped", hits)

@@ -1,3 +1,0 @@
-"""Package doc."""
-from .sub import *
-VALUE = 5
