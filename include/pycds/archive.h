@@ -27,7 +27,8 @@
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
 #define PYCDS_PAGE_SIZE		4096u
-/* Regions start on 2 MiB boundaries so tmpfs huge pages can back them. */
+/* Archives of 4 MiB and more start their read-only tail (tables, cold
+ * region) on a 2 MiB boundary so tmpfs huge pages stay PMD-mapped there. */
 #define PYCDS_REGION_ALIGN	(2u << 20)
 
 /* Heap regions, grouped by how likely a process is to write their pages. */

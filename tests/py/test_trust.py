@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: MIT
+"""Each trust rule, tried: PYCDS_ARCHIVE is ignored under -E and -I and in
+setuid processes, as CPython ignores its own variables; an archive owned
+by another user or writable by others is refused even when everything
+else about it is right; a symlink is followed only to a trusted file."""
+import os
+import shutil
+import stat
+import subprocess
+
+from pycdslib import PYTHON, WORKLOADS, Tap, build, pycds_lines, run, scratch
+
+t = Tap(9)
+tmp = scratch()
+os.chmod(tmp, 0o755)
+script = os.path.join(WORKLOADS, "stdlib6.py")
+archive = os.path.join(tmp, "a.pycds")
+build(archive, ["--", PYTHON, script])
+stock = run([PYTHON, script]).stdout
+
+STATE = ("import sys; m = sys.modules.get('_pycds'); "
+         "print('in use' if m and m.stats()['base'] else 'not in use')")
+
+for flag in ("-E", "-I"):
+    p = run([PYTHON, flag, "-c", STATE], PYCDS_ARCHIVE=archive)
+    t.ok(p.stdout.strip() == "not in use" and not pycds_lines(p.stderr),
+         f"{flag}: PYCDS_ARCHIVE ignored", p.stdout + p.stderr)
+p = run([PYTHON, "-c", STATE], PYCDS_ARCHIVE=archive)
+t.eq(p.stdout.strip(), "in use", "without -E/-I the same archive is used")
+
+# A setuid-root copy of the interpreter run by nobody: real uid differs
+# from the effective one, so the variable must be ignored.
+if os.geteuid() != 0:
+    t.skip("setuid interpreter ignores PYCDS_ARCHIVE", "needs root")
+    t.skip("the setuid copy works without the variable", "needs root")
+else:
+    venv_bin = os.path.dirname(PYTHON)
+    suid = os.path.join(venv_bin, f"python-suid-test-{os.getpid()}")
+    shutil.copy(os.path.realpath(PYTHON), suid)
+    try:
+        os.chmod(suid, 0o4755)
+        mounted_nosuid = "nosuid" in subprocess.run(
+            ["findmnt", "-no", "OPTIONS", "-T", suid],
+            capture_output=True, text=True).stdout
+        if mounted_nosuid:
+            t.skip("setuid interpreter ignores PYCDS_ARCHIVE",
+                   "build directory is mounted nosuid")
+            t.skip("the setuid copy works", "nosuid")
+        else:
+            os.chmod(archive, 0o644)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534",
+                   "--clear-groups", suid, "-c",
+                   STATE + "; import os; print(os.getuid(), os.geteuid())"]
+            p = run(cmd, PYCDS_ARCHIVE=archive)
+            lines = p.stdout.split("\n")
+            t.ok(lines[0] == "not in use" and not pycds_lines(p.stderr),
+                 "setuid interpreter ignores PYCDS_ARCHIVE",
+                 p.stdout + p.stderr)
+            t.ok(len(lines) > 1 and lines[1] == "65534 0",
+                 "the copy really ran setuid (uid 65534, euid 0)", p.stdout)
+    finally:
+        os.unlink(suid)
+
+# Owned by another user: refused even though it is sound.
+other = os.path.join(tmp, "other.pycds")
+shutil.copy(archive, other)
+if os.geteuid() == 0:
+    os.chown(other, 65534, 65534)
+    p = run([PYTHON, script], PYCDS_ARCHIVE=other)
+    t.ok(p.stdout == stock and len(pycds_lines(p.stderr)) == 1 and
+         "owned by uid 65534" in p.stderr, "foreign owner refused",
+         p.stderr)
+else:
+    t.skip("foreign owner refused", "needs root to chown")
+# Writable by group or others: refused.
+for mode in (0o664, 0o646):
+    w = os.path.join(tmp, f"w{mode:o}.pycds")
+    shutil.copy(archive, w)
+    os.chmod(w, mode)
+    p = run([PYTHON, script], PYCDS_ARCHIVE=w)
+    t.ok(p.stdout == stock and "writable by group or others" in p.stderr,
+         f"mode {mode:o} refused", p.stderr)
+# A symlink to a trusted archive is fine; to a foreign one it is not.
+link = os.path.join(tmp, "link.pycds")
+os.symlink(other if os.geteuid() == 0 else archive, link)
+p = run([PYTHON, script], PYCDS_ARCHIVE=link)
+if os.geteuid() == 0:
+    t.ok(p.stdout == stock and "owned by uid 65534" in p.stderr,
+         "a symlink does not launder a foreign owner", p.stderr)
+else:
+    t.skip("a symlink does not launder a foreign owner", "needs root")
