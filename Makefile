@@ -8,6 +8,8 @@
 #   make demo       mount /run/pycds, build an archive, compare a workload
 #   make bench      stock against pycds, alternating, ratio of medians
 #   make bench-memory  PSS and copied pages of 16 concurrent processes
+#   make fuzz       libFuzzer over the validator (FUZZ_TIME seconds)
+#   make conformance   CPython's own tests, stock and from an archive
 #
 # PYTHON selects the interpreter (default /usr/bin/python3); V=1 is verbose.
 
@@ -240,9 +242,19 @@ bench-memory: deps
 		PYCDS_LOADER=$(abspath $(LOADER)) \
 		$(PYTHON) tools/bench_memory.py --out $(BUILD)/bench-memory
 
+# CPython's own tests, stock and from an archive (Debian's test suite
+# package; installing it may upgrade the interpreter to its version).
+conformance: deps
+	@dpkg-query -W -f='$${Status}\n' libpython3.11-testsuite 2>/dev/null | grep -q '^install ok installed' || \
+		{ [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libpython3.11-testsuite >/dev/null; } || \
+		{ echo "missing Debian package libpython3.11-testsuite (run as root)"; exit 1; }
+	$(MAKE) all stage
+	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
+		$(PYTHON) tools/conformance.py --out $(BUILD)/conformance
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke
+.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -30,9 +30,15 @@ def report():
     early = subprocess.run([sys.executable, "-S", "-c",
                             "import sys; print(*sys.modules)"],
                            capture_output=True, text=True).stdout.split()
-    mods = {m.__name__ for m in {id(m): m for m in list(sys.modules.values())}.values()
-            if isinstance(getattr(getattr(m, "__spec__", None), "loader", None),
-                          SourceFileLoader)} - set(early)
+    import sysconfig
+    stdlib = sysconfig.get_paths()["stdlib"] + "/"
+    src = {m.__name__: m.__spec__.origin
+           for m in {id(m): m for m in list(sys.modules.values())}.values()
+           if isinstance(getattr(getattr(m, "__spec__", None), "loader", None),
+                         SourceFileLoader) and m.__name__ not in early}
+    # The standard library (the tests included): not modules the tests
+    # write to temporary directories at run time.
+    mods = {n for n, o in src.items() if str(o).startswith(stdlib)}
     served = {m.__name__ for m in list(sys.modules.values())
               if type(getattr(getattr(m, "__spec__", None), "loader", None)).__name__
               == "ArchiveLoader"}
@@ -43,6 +49,8 @@ def report():
         st = {}
     st["source_modules"] = len(mods)
     st["served_modules"] = len(served & mods)
+    st["not_served"] = sorted(f"{n} ({src[n]})" for n in mods - served)
+    st["outside_stdlib"] = len(src) - len(mods)
     print("PYCDS-STATS " + json.dumps(st), file=sys.__stderr__)
 atexit.register(report)
 sys.argv = ["-m test"] + sys.argv[1:]
@@ -124,8 +132,12 @@ def main():
     if st:
         share = st["served_modules"] / max(1, st["source_modules"])
         print(f"archive: {st.get('hits')} hits, {st['served_modules']} of "
-              f"{st['source_modules']} source modules served ({share:.1%}), "
+              f"{st['source_modules']} standard-library modules served "
+              f"({share:.1%}); {st['outside_stdlib']} modules from outside "
+              f"the standard library (written by the tests); "
               f"error {st.get('error')}")
+        for m in st["not_served"][:40]:
+            print(f"  not served: {m}")
     if diff:
         print(f"DIFFERENT outcomes: {len(diff)}")
         for k in diff[:30]:

@@ -140,7 +140,7 @@ for i in range(6):
     os.unlink(os.path.join(src, f"copy{i}.pycds"))
     os.unlink(os.path.join(mnt, f"copy{i}.pycds"))
 
-# Republish 50 times while 16 workers start from it over and over.
+# Republish 50 times while 32 workers start from it over and over.
 stop = threading.Event()
 results = []
 
@@ -151,7 +151,7 @@ def worker():
         results.append((p.returncode, p.stdout, pycds_lines(p.stderr)))
 
 
-threads = [threading.Thread(target=worker) for _ in range(16)]
+threads = [threading.Thread(target=worker) for _ in range(32)]
 for th in threads:
     th.start()
 fails, errs = 0, []
@@ -166,7 +166,7 @@ for th in threads:
     th.join()
 bad_runs = [r for r in results if r[0] != 0 or r[1] != stock or r[2]]
 t.ok(fails == 0, f"50 republishes succeeded ({fails} failed)", errs[:2])
-t.ok(len(results) >= 16 and not bad_runs,
+t.ok(len(results) >= 32 and not bad_runs,
      f"{len(results)} starts during republishing, {len(bad_runs)} failed or "
      "changed", bad_runs[:3])
 
