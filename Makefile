@@ -56,7 +56,8 @@ BPFTOOL ?= bpftool
 VMLINUX := $(BUILD)/vmlinux.h
 TOP_SKEL := $(BUILD)/pycdstop.skel.h
 TOP_LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf -lelf -lz) \
-	    $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
+	    $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw) \
+	    $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lpthread
 
 KSFT_DIR := $(BUILD)/kselftest
 KSFT_HDR := $(KSFT_DIR)/kselftest_harness.h
@@ -110,7 +111,7 @@ $(TOP_SKEL): $(BUILD)/pycdstop.bpf.o
 $(BUILD)/obj/tools/pycds-top.o: $(TOP_SKEL)
 $(BUILD)/obj/tools/pycds-top.o: CPPFLAGS += -I$(BUILD)
 
-$(TOP): $(BUILD)/obj/tools/pycds-top.o
+$(TOP): $(BUILD)/obj/tools/pycds-top.o $(BUILD)/obj/tools/top_metrics.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(TOP_LIBS) -o $@
 
@@ -205,6 +206,7 @@ uninstall:
 # Debian packages everything needs.
 DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \
 	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm linux-source-6.1 hyperfine tmux \
+	prometheus curl \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
 	python3-requests python3-jinja2 python3-rich perl
 

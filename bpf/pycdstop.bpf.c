@@ -125,6 +125,7 @@ int BPF_USDT(import_done, void *name, int found)
 	__sync_fetch_and_add(&p->imports, 1);
 	if (!d)
 		__sync_fetch_and_add(&p->import_ns, dur);
+	__sync_fetch_and_add(&p->import_ns_sum, dur);
 	__sync_fetch_and_add(&p->hist_cum[log2_slot(dur)], 1);
 	__sync_fetch_and_add(&p->hist_self[log2_slot(self)], 1);
 	return 0;

@@ -24,13 +24,15 @@
 
 #include "pycds/probes.h"
 #include "pycdstop.skel.h"
+#include "top.h"
 
 #define DEFAULT_PYTHON "/usr/bin/python3"
 #define MAX_ROWS 4096
 
 static const char usage_text[] =
 	"usage: pycds-top [-p PID] [-d SECS] [-b] [-n COUNT] [--json]\n"
-	"                 [--python PATH] [--pycds-lib PATH]\n";
+	"                 [--python PATH] [--pycds-lib PATH]\n"
+	"       pycds-top --listen ADDR:PORT [--per-process] [-d SECS] [...]\n";
 
 static const char help_text[] =
 	"\n"
@@ -47,6 +49,8 @@ static const char help_text[] =
 	"  --json          JSON, one document per refresh (implies -b)\n"
 	"  --python PATH   interpreter whose probes to use (default " DEFAULT_PYTHON ")\n"
 	"  --pycds-lib P   the _pycds extension (default: the one PATH imports)\n"
+	"  --listen A:P    no view: serve Prometheus metrics on http://A:P/metrics\n"
+	"  --per-process   with --listen: a pid label on every series\n"
 	"\n"
 	"Keys: i imports, t import time, h hits, f faults, p pid (sort);\n"
 	"      H histogram of import latency; q quit.\n";
@@ -144,7 +148,7 @@ static void smaps_archive(__u32 pid, __u64 base, long long *clean,
 	}
 }
 
-static int alive(__u32 pid)
+int top_pid_alive(__u32 pid)
 {
 	return !kill((pid_t)pid, 0) || errno == EPERM;
 }
@@ -163,7 +167,7 @@ static int collect(int fd, __u32 only, struct row *rows)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &r->s))
 			continue;
-		if (!alive(key)) {
+		if (!top_pid_alive(key)) {
 			if (ndead < 256)
 				dead[ndead++] = key;
 			continue;
@@ -397,10 +401,13 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "python", required_argument, NULL, 'P' },
 		{ "pycds-lib", required_argument, NULL, 'L' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "per-process", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *python = DEFAULT_PYTHON, *lib = NULL;
+	const char *python = DEFAULT_PYTHON, *lib = NULL, *listen_addr = NULL;
+	int per_process = 0;
 	char pybin[PATH_MAX], libpath[PATH_MAX];
 	int c, batch = 0, json = 0, count = -1, hist = 0, fd, ret = 1, n, iter;
 	double interval = 1.0;
@@ -417,6 +424,8 @@ int main(int argc, char **argv)
 		case 'j': json = batch = 1; break;
 		case 'P': python = optarg; break;
 		case 'L': lib = optarg; break;
+		case 'l': listen_addr = optarg; break;
+		case 'q': per_process = 1; break;
 		case 'H': case 'h':
 			fputs(usage_text, stdout);
 			fputs(help_text, stdout);
@@ -460,11 +469,15 @@ int main(int argc, char **argv)
 	fprintf(stderr, "pycds-top: attached to %s%s%s\n", pybin,
 		lib ? " and " : "", lib ? lib : "");
 	fd = bpf_map__fd(skel->maps.procs);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (listen_addr) {
+		ret = top_listen(fd, listen_addr, per_process, interval, &stop);
+		goto out;
+	}
 	rows = calloc(MAX_ROWS, sizeof(*rows));
 	if (!rows)
 		goto out;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
 	if (!batch) {
 		setlocale(LC_ALL, "");
 		initscr();

@@ -30,6 +30,7 @@ struct pycds_proc {
 	__u64 stale;
 	__u64 imports;		/* import__find__load__done */
 	__u64 import_ns;	/* cumulative time of top-level imports */
+	__u64 import_ns_sum;	/* sum over every import, nested ones too */
 	__u64 faults_in;	/* user page faults inside the archive */
 	__u64 faults_out;	/* and elsewhere */
 	__u64 hist_cum[PYCDS_HIST_SLOTS]; /* per import, cumulative time */
