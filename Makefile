@@ -16,7 +16,9 @@
 PYTHON ?= /usr/bin/python3
 PREFIX ?= /usr/local
 DESTDIR ?=
-BUILD ?= build
+# One build per interpreter: build/ for the default, build-python3.12/
+# and so on for others.
+BUILD ?= build$(if $(filter /usr/bin/python3,$(PYTHON)),,-$(notdir $(PYTHON)))
 CC ?= gcc
 
 ifeq ($(V),1)

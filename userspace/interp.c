@@ -120,7 +120,7 @@ static uint64_t layout_hash(void)
 		sizeof(PyASCIIObject),
 		sizeof(PyCompactUnicodeObject),
 		offsetof(PyBytesObject, ob_sval),
-		offsetof(PyLongObject, ob_digit),
+		PYCDS_LONG_DIGITS_OFF,
 		sizeof(digit),
 		PyLong_SHIFT,
 		sizeof(PyFloatObject),

@@ -15,9 +15,26 @@
 /* Size of the GC header in front of tuples and frozensets (3.11-3.13). */
 #define PYCDS_GC_HEAD_SIZE 16
 
-/* Refcount given to archived objects on interpreters without immortal
- * objects: far from zero, so no decref ever frees them. */
-#define PYCDS_REFCNT_3_11 ((Py_ssize_t)1 << 60)
+/*
+ * Refcount given to archived objects.  3.12 and later: the interpreter's
+ * immortal value, so Py_INCREF/Py_DECREF never write them.  Before: far
+ * from zero, so no decref ever frees them.
+ */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PYCDS_REFCNT ((Py_ssize_t)_Py_IMMORTAL_REFCNT)
+#else
+#define PYCDS_REFCNT ((Py_ssize_t)1 << 60)
+#endif
+
+/* Where an int's digits start, and how many it has. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, long_value.ob_digit)
+#define PYCDS_LONG_NDIGITS(o) \
+	((Py_ssize_t)(((PyLongObject *)(o))->long_value.lv_tag >> 3))
+#else
+#define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, ob_digit)
+#define PYCDS_LONG_NDIGITS(o) (Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o))
+#endif
 
 /* The interpreter image: the ELF object that holds the types. */
 struct pycds_image {

@@ -226,7 +226,10 @@ static int name_sane(uint32_t idx, PyObject *o)
 	unsigned int kind = a->state.kind;
 
 	if (Py_TYPE(o) != &PyUnicode_Type || !a->state.compact ||
-	    !a->state.ready || a->state.interned || a->hash != -1 ||
+#if PY_VERSION_HEX < 0x030C0000
+	    !a->state.ready ||
+#endif
+	    a->state.interned || a->hash != -1 ||
 	    (kind != 1 && kind != 2 && kind != 4) ||
 	    (a->state.ascii && kind != 1) || a->length < 0 ||
 	    (uint64_t)a->length > room)
@@ -257,7 +260,7 @@ static void names_prefault(const struct pycds_name *n)
 			continue;
 		g.chunks[c / 8] |= 1u << (c % 8);
 		prefault(pool + c * NAMES_CHUNK, NAMES_CHUNK,
-			 PYCDS_WRITES_EVERY_TOUCHED_OBJECT);
+			 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || g.ctx.bias);
 	}
 }
 
@@ -366,18 +369,22 @@ static PyObject *module_prepare(uint32_t idx, const char *name)
 	char err[PYCDS_ERR_LEN];
 	struct timespec t0, t1;
 	PyObject *code;
+	int relocating;
 
 	if (g.state[idx] == MOD_READY)
 		return (PyObject *)pycds_ptr(&g.ar, m->root);
 	if (g.state[idx] == MOD_BAD)
 		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Relocation (a taken base, or a position-independent interpreter)
+	 * writes a pointer in every object: then every span is copied. */
+	relocating = g.ar.delta || g.ctx.bias;
 	prefault(m->span_off[PYCDS_REGION_CODE], m->span_size[PYCDS_REGION_CODE],
-		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT);
+		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || relocating);
 	prefault(m->span_off[PYCDS_REGION_DATA], m->span_size[PYCDS_REGION_DATA],
-		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT);
+		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || relocating);
 	prefault(m->span_off[PYCDS_REGION_COLD], m->span_size[PYCDS_REGION_COLD],
-		 0);
+		 relocating);
 	if (pycds_module_check(&g.ar, idx, &g.ctx, err, sizeof(err)) ||
 	    names_prepare(err, sizeof(err)))
 		goto bad;
@@ -799,7 +806,7 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 	(void)self;
 	(void)noargs;
 	return Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K}", "archive",
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K}", "archive",
 		g.path, "base",
 		g.enabled ? PyLong_FromVoidPtr(g.map) : Py_NewRef(Py_None),
 		"preferred_base",
@@ -810,7 +817,8 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		"misses", g.misses, "stale", g.stale, "rejected", g.rejected,
 		"error", g.error ? g.error : Py_None, "size",
 		(unsigned long long)g.map_size, "interned", g.interned,
-		"redirected", g.redirected, "prepare_ns", g.prepare_ns);
+		"redirected", g.redirected, "prepare_ns", g.prepare_ns,
+		"image_bias", (unsigned long long)g.ctx.bias);
 }
 
 /* ---- verify: every module, in-process, against this interpreter ---- */

@@ -227,7 +227,7 @@ static long new_object(struct writer *w, unsigned int region, size_t size,
 	o = (PyObject *)at(w, region, base + pre);
 	if (copy_from)
 		memcpy(o, copy_from, copy_from_size);
-	o->ob_refcnt = PYCDS_REFCNT_3_11;
+	o->ob_refcnt = PYCDS_REFCNT;
 	o->ob_type = NULL;
 	t = image_ref(w, type_kind, type);
 	if (put_ref(w, region, base + pre + offsetof(PyObject, ob_type), &t))
@@ -259,20 +259,24 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 	a->hash = -1;
 	/* Rebuild the state word and its padding from the named bits only:
 	 * the rest of the copied bytes were never initialised. */
-	memset(&a->state, 0, offsetof(PyASCIIObject, wstr) -
+	memset(&a->state, 0, sizeof(PyASCIIObject) -
 				     offsetof(PyASCIIObject, state));
 	a->state.kind = kind;
 	a->state.compact = 1;
 	a->state.ascii = PyUnicode_IS_ASCII(o);
-	a->state.ready = 1;
 	a->state.interned = SSTATE_NOT_INTERNED;
+#if PY_VERSION_HEX < 0x030C0000
+	a->state.ready = 1;
 	a->wstr = NULL;
+#endif
 	if (!PyUnicode_IS_ASCII(o)) {
 		PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)a;
 
 		c->utf8 = NULL;
 		c->utf8_length = 0;
+#if PY_VERSION_HEX < 0x030C0000
 		c->wstr_length = 0;
+#endif
 	}
 	return 0;
 }
@@ -376,14 +380,14 @@ static int emit_code(struct writer *w, PyObject *o, long *off)
 	PyCodeObject *co = (PyCodeObject *)o, *d;
 	size_t size = code_size(o);
 
-	if (co->co_extra || co->_co_linearray)
+	if (co->co_extra)
 		return left_out(w, "code object with extra data");
 	/* Copy only the bytes the interpreter wrote: the allocation's tail
 	 * past the last code unit is uninitialised. */
 	*off = new_object(w, PYCDS_REGION_CODE, size, 0, &PyCode_Type,
 			  PYCDS_IMG_TYPE_CODE,
 			  offsetof(PyCodeObject, co_code_adaptive) +
-				  (size_t)Py_SIZE(o) * sizeof(_Py_CODEUNIT),
+				  (size_t)Py_SIZE(o) * PyCode_Type.tp_itemsize,
 			  o);
 	if (*off < 0)
 		return -1;
@@ -393,10 +397,24 @@ static int emit_code(struct writer *w, PyObject *o, long *off)
 	d->co_filename = d->co_name = d->co_qualname = NULL;
 	d->co_linetable = NULL;
 	d->co_weakreflist = NULL;
+	d->co_extra = NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+	/* Caches and monitoring state are per process; a version of 0 makes
+	 * the interpreter assign a fresh one on first use (3.12) or leave
+	 * archived functions unspecialized by version (3.13): never a
+	 * duplicate of another code object's version. */
+	d->_co_cached = NULL;
+	d->_co_monitoring = NULL;
+	d->_co_instrumentation_version = 0;
+	d->co_version = 0;
+#if PY_VERSION_HEX >= 0x030D0000
+	d->co_executors = NULL;
+#endif
+#else
 	d->_co_code = NULL;
 	d->_co_linearray = NULL;
 	d->_co_linearray_entry_size = 0;
-	d->co_extra = NULL;
+#endif
 	memset((char *)d + offsetof(PyCodeObject, _co_firsttraceable) +
 		       sizeof(int),
 	       0,
@@ -534,15 +552,13 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 			((PyBytesObject *)at(w, region, off))->ob_shash = -1;
 #pragma GCC diagnostic pop
 	} else if (PyLong_CheckExact(o)) {
-		Py_ssize_t nd = Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o);
-		size_t size = offsetof(PyLongObject, ob_digit) +
+		Py_ssize_t nd = PYCDS_LONG_NDIGITS(o);
+		size_t size = PYCDS_LONG_DIGITS_OFF +
 			      (nd ? nd : 1) * sizeof(digit);
 
 		off = new_object(w, region, size, 0, &PyLong_Type,
 				 PYCDS_IMG_TYPE_INT,
-				 offsetof(PyLongObject, ob_digit) +
-					 nd * sizeof(digit),
-				 o);
+				 PYCDS_LONG_DIGITS_OFF + nd * sizeof(digit), o);
 		ret = off < 0 ? -1 : 0;
 	} else if (PyFloat_CheckExact(o)) {
 		off = new_object(w, region, sizeof(PyFloatObject), 0,

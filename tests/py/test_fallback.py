@@ -162,11 +162,14 @@ bid = bytearray(GOOD[OFF["build_id"]:OFF["build_id"] + 32])
 bid[0] ^= 0xff
 identity = [
     ("build ID", patched("build_id", None, bytes(bid))),
-    ("hexversion 3.12.1", patched("hexversion", "<I", 0x030c01f0)),
-    ("hexversion 3.11.9", patched("hexversion", "<I", 0x030b09f0)),
+    # Versions other than the archive's own, whatever interpreter runs.
+    ("hexversion + 1 minor", patched("hexversion", "<I",
+                                     H["hexversion"] + 0x10000)),
+    ("hexversion + 1 micro", patched("hexversion", "<I",
+                                     H["hexversion"] + 0x100)),
     ("pyc magic", patched("pyc_magic", "<I", H["pyc_magic"] ^ 1)),
-    ("cache tag cpython-312", patched("cache_tag", None,
-                                      b"cpython-312".ljust(16, b"\0"))),
+    ("cache tag cpython-399", patched("cache_tag", None,
+                                      b"cpython-399".ljust(16, b"\0"))),
     ("abiflags 'd'", patched("abiflags", None, b"d".ljust(8, b"\0"))),
     ("optimize level 1", patched("optimize", "<I", 1)),
     ("object layout hash", patched("layout", "<Q", H["layout"] ^ 1)),
