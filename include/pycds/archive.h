@@ -7,7 +7,9 @@
  * process check and use them lazily, one module at a time.
  *
  * All fields are little-endian and fixed width.  Offsets named *_off are
- * byte offsets from the start of the file.  Documentation/archive-format.rst
+ * byte offsets from the start of the file, except a module's name_off and
+ * origin_off, which are offsets into the module-names blob.  "names" is
+ * that blob; the "names pool" (PYCDS_REGION_NAMES) holds interned str.  Documentation/archive-format.rst
  * describes every field; change it in the same commit as this file and bump
  * PYCDS_FORMAT_VERSION whenever the layout changes.
  *
@@ -27,8 +29,9 @@
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
 #define PYCDS_PAGE_SIZE		4096u
-/* Archives of 4 MiB and more start their read-only tail (tables, cold
- * region) on a 2 MiB boundary so tmpfs huge pages stay PMD-mapped there. */
+/* When the part before it reaches 4 MiB, the read-only tail (tables, cold
+ * region) starts on a 2 MiB boundary so tmpfs huge pages stay PMD-mapped
+ * there. */
 #define PYCDS_REGION_ALIGN	(2u << 20)
 
 /* Heap regions, grouped by how likely a process is to write their pages. */
@@ -125,7 +128,10 @@ struct pycds_module {
 };
 
 /* A names pool entry.  Each is checked on its own, when a process first
- * needs it, so the cost follows the names a process uses. */
+ * needs it, so the cost follows the names a process uses.  Its type
+ * pointer (offset 8) is a link-time address with no image-table entry:
+ * the process adds its load bias when it first uses the entry.  Slots
+ * pointing into the pool are intern fixups, not relocations. */
 struct pycds_name {
 	uint32_t off;		/* file offset of the str object */
 	uint32_t size;		/* its size in bytes, a multiple of 8 */
@@ -146,7 +152,7 @@ enum pycds_image_kind {
 	PYCDS_IMG_TRUE,
 	PYCDS_IMG_FALSE,
 	PYCDS_IMG_ELLIPSIS,
-	PYCDS_IMG_STATIC,	/* a statically allocated str/int/bytes/tuple */
+	PYCDS_IMG_STATIC,	/* a static str/bytes/int/float/complex/tuple */
 	PYCDS_IMG_NR_KINDS,
 };
 
