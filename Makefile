@@ -208,7 +208,7 @@ uninstall:
 # Debian packages everything needs.
 DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \
 	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm linux-source-6.1 hyperfine tmux \
-	prometheus curl \
+	prometheus curl bindfs \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
 	python3-requests python3-jinja2 python3-rich perl
 

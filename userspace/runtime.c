@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,8 +93,11 @@ static void set_error(const char *path, const char *msg)
 
 /* ---- mapping and checking ---- */
 
+#define PYCDS_FUSE_MAGIC 0x65735546
+
 static int trust_check(int fd, char *err, size_t errlen)
 {
+	struct statfs sfs;
 	struct stat st;
 
 	if (fstat(fd, &st)) {
@@ -113,6 +117,13 @@ static int trust_check(int fd, char *err, size_t errlen)
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		snprintf(err, errlen, "writable by group or others (mode %04o)",
 			 (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
+	/* FUSE file systems can be mounted by unprivileged users and report
+	 * any owner they like: an archive there proves nothing. */
+	if (!fstatfs(fd, &sfs) && sfs.f_type == PYCDS_FUSE_MAGIC) {
+		snprintf(err, errlen,
+			 "on a FUSE file system, which unprivileged users can mount");
 		return -1;
 	}
 	if ((uint64_t)st.st_size < sizeof(struct pycds_header)) {

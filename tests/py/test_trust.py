@@ -10,7 +10,7 @@ import subprocess
 
 from pycdslib import PYTHON, WORKLOADS, Tap, build, pycds_lines, run, scratch
 
-t = Tap(9)
+t = Tap(11)
 tmp = scratch()
 os.chmod(tmp, 0o755)
 script = os.path.join(WORKLOADS, "stdlib6.py")
@@ -89,3 +89,34 @@ if os.geteuid() == 0:
          "a symlink does not launder a foreign owner", p.stderr)
 else:
     t.skip("a symlink does not launder a foreign owner", "needs root")
+
+# A FUSE file system can present any owner: bindfs shows a directory of
+# nobody's as root's.  The archive there must be refused all the same.
+if os.geteuid() != 0 or not shutil.which("bindfs"):
+    t.skip("archive on FUSE refused", "needs root and bindfs")
+    t.skip("the same bytes elsewhere are used", "needs root and bindfs")
+else:
+    lower, upper = os.path.join(tmp, "lower"), os.path.join(tmp, "fuse")
+    os.makedirs(lower)
+    os.makedirs(upper)
+    shutil.copy(archive, os.path.join(lower, "a.pycds"))
+    os.chown(os.path.join(lower, "a.pycds"), 65534, 65534)
+    m = subprocess.run(["bindfs", "-u", "0", "-g", "0", "-p", "0444",
+                        lower, upper], capture_output=True, text=True)
+    try:
+        fused = os.path.join(upper, "a.pycds")
+        st = os.stat(fused) if m.returncode == 0 else None
+        if not st or st.st_uid != 0:
+            t.skip("archive on FUSE refused", "bindfs mount failed: " +
+                   m.stderr.strip())
+        else:
+            p = run([PYTHON, script], PYCDS_ARCHIVE=fused)
+            t.ok(p.stdout == stock and len(pycds_lines(p.stderr)) == 1 and
+                 "FUSE" in p.stderr,
+                 "archive on FUSE refused though it shows as root's 0444",
+                 p.stderr)
+    finally:
+        subprocess.run(["fusermount", "-u", upper], capture_output=True)
+        subprocess.run(["umount", "-l", upper], capture_output=True)
+    p = run([PYTHON, "-c", STATE], PYCDS_ARCHIVE=archive)
+    t.eq(p.stdout.strip(), "in use", "the same bytes elsewhere are used")
