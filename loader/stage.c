@@ -146,8 +146,11 @@ static int verify_map(const uint8_t *p, uint64_t size, char *err,
 	ret = pycds_header_check(p, size, err, errlen);
 	if (!ret)
 		ret = pycds_meta_check(&ar, err, errlen);
-	for (i = 0; !ret && i < ar.hdr->nr_modules; i++)
+	for (i = 0; !ret && i < ar.hdr->nr_modules; i++) {
 		ret = pycds_module_check(&ar, i, NULL, err, errlen);
+		if (!ret)
+			ret = pycds_module_check_deep(&ar, i, err, errlen);
+	}
 	for (i = 0; !ret && i < ar.hdr->nr_names; i++)
 		ret = pycds_name_check(&ar, i, NULL, err, errlen);
 	return ret;

@@ -339,7 +339,8 @@ static int check_structure(const char *path, struct pycds_archive *ar)
 		return -1;
 	}
 	for (i = 0; i < ar->hdr->nr_modules; i++) {
-		if (pycds_module_check(ar, i, NULL, err, sizeof(err))) {
+		if (pycds_module_check(ar, i, NULL, err, sizeof(err)) ||
+		    pycds_module_check_deep(ar, i, err, sizeof(err))) {
 			fprintf(stderr, "pycds: %s: %s\n", path, err);
 			return -1;
 		}

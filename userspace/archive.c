@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* libxxhash's header-only build: no extra shared object to load at
@@ -470,6 +471,120 @@ void pycds_name_relocate(const struct pycds_archive *ar, uint32_t i,
 {
 	if (bias)
 		*(uint64_t *)(ar->base + pycds_name_get(ar, i)->off + 8) += bias;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Kind of the image slot at file offset @slot in a sorted index, or 0. */
+static uint32_t kind_at(const uint32_t *slots, const uint32_t *kinds,
+			uint32_t n, uint64_t slot)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (slots[mid] < slot)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && slots[lo] == slot ? kinds[lo] : 0;
+}
+
+static int is_type_kind(uint32_t k)
+{
+	return k >= PYCDS_IMG_TYPE_STR && k <= PYCDS_IMG_TYPE_CODE;
+}
+
+int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
+			    char *err, size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_module *m = pycds_module_get(ar, idx);
+	const struct pycds_image_reloc *images;
+	const struct pycds_fixup *f;
+	const uint32_t *relocs;
+	uint32_t *pairs, *slots, *kinds, i, n;
+	int ret = 0;
+
+	if (!m)
+		return fail(err, errlen, "module %u does not exist", idx);
+	images = pycds_ptr(ar, h->images_off);
+	images += m->image_first;
+	n = m->image_count;
+	pairs = malloc(((size_t)n + 1) * 2 * sizeof(uint32_t));
+	slots = malloc(((size_t)n + 1) * sizeof(uint32_t));
+	kinds = malloc(((size_t)n + 1) * sizeof(uint32_t));
+	if (!pairs || !slots || !kinds) {
+		ret = fail(err, errlen, "out of memory");
+		goto out;
+	}
+	/* Sort (slot, kind) pairs by slot: qsort on 8-byte records keyed by
+	 * their first word. */
+	for (i = 0; i < n; i++) {
+		pairs[2 * i] = images[i].slot;
+		pairs[2 * i + 1] = images[i].kind;
+	}
+	qsort(pairs, n, 2 * sizeof(uint32_t), cmp_u32);
+	for (i = 0; i < n; i++) {
+		slots[i] = pairs[2 * i];
+		kinds[i] = pairs[2 * i + 1];
+		if (i && slots[i] == slots[i - 1]) {
+			ret = fail(err, errlen,
+				   "module %u: image slot %u listed twice", idx,
+				   slots[i]);
+			goto out;
+		}
+	}
+	/* Every object a pointer reaches starts with a type the archive
+	 * may hold, and the root is a code object. */
+	relocs = pycds_ptr(ar, h->relocs_off);
+	relocs += m->reloc_first;
+	for (i = 0; i < m->reloc_count; i++) {
+		uint64_t target = load_slot(ar, relocs[i]) - h->preferred_base;
+
+		/* The one pointer to a non-object: a frozenset's table, to
+		 * its own small table or to the array after it. */
+		if (kind_at(slots, kinds, n,
+			    (uint64_t)relocs[i] - PYCDS_SET_TABLE_OFF + 8) ==
+		    PYCDS_IMG_TYPE_FROZENSET)
+			continue;
+		if (!is_type_kind(kind_at(slots, kinds, n, target + 8))) {
+			ret = fail(err, errlen,
+				   "module %u: relocation %u does not point to an object",
+				   idx, i);
+			goto out;
+		}
+	}
+	if (kind_at(slots, kinds, n, m->root + 8) != PYCDS_IMG_TYPE_CODE) {
+		ret = fail(err, errlen, "module %u: root is not a code object",
+			   idx);
+		goto out;
+	}
+	f = pycds_ptr(ar, h->fsets_off);
+	f += m->fset_first;
+	for (i = 0; i < m->fset_count; i++) {
+		uint64_t target = load_slot(ar, f[i].slot) - h->preferred_base;
+
+		if (kind_at(slots, kinds, n, target + 8) !=
+		    PYCDS_IMG_TYPE_FROZENSET) {
+			ret = fail(err, errlen,
+				   "module %u: frozenset fixup %u does not point to a frozenset",
+				   idx, i);
+			goto out;
+		}
+	}
+out:
+	free(pairs);
+	free(slots);
+	free(kinds);
+	return ret;
 }
 
 void pycds_module_relocate(const struct pycds_archive *ar, uint32_t idx,

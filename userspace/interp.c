@@ -16,6 +16,9 @@
 
 #include "pycds_py.h"
 
+_Static_assert(offsetof(PySetObject, table) == PYCDS_SET_TABLE_OFF,
+	       "frozenset table offset");
+
 struct find_ctx {
 	uintptr_t anchor;
 	struct pycds_image *img;
@@ -127,6 +130,7 @@ static uint64_t layout_hash(void)
 		sizeof(PyComplexObject),
 		offsetof(PyTupleObject, ob_item),
 		sizeof(PySetObject),
+		offsetof(PySetObject, table),
 		PySet_MINSIZE,
 		sizeof(PyCodeObject),
 		offsetof(PyCodeObject, co_consts),

@@ -865,7 +865,8 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 	} else {
 		pycds_image_ctx_fill(&ctx, &img);
 		for (i = 0; i < ar.hdr->nr_modules && !bad; i++)
-			bad = pycds_module_check(&ar, i, &ctx, err, sizeof(err)) != 0;
+			bad = pycds_module_check(&ar, i, &ctx, err, sizeof(err)) ||
+			      pycds_module_check_deep(&ar, i, err, sizeof(err));
 		for (i = 0; i < ar.hdr->nr_names && !bad; i++)
 			bad = pycds_name_check(&ar, i, &ctx, err, sizeof(err)) != 0;
 	}

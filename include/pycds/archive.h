@@ -138,6 +138,11 @@ struct pycds_name {
 	uint64_t hash;		/* XXH3-64 of those bytes as written */
 };
 
+/* Offset of a frozenset's table pointer in the object (PySetObject on
+ * 64-bit CPython 3.11-3.13): the only archived pointer that may point
+ * inside an object.  The layout hash in the header pins it. */
+#define PYCDS_SET_TABLE_OFF 40
+
 /* What an interpreter-image slot must point to. */
 enum pycds_image_kind {
 	PYCDS_IMG_TYPE_STR = 1,

@@ -78,6 +78,15 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 		       size_t errlen);
 
 /*
+ * Deeper check of a module that passed pycds_module_check, for pycds
+ * verify and the loader: every relocation lands on an object whose type
+ * slot is an image slot of a type kind, the root is a code object, and
+ * every frozenset fixup points to a frozenset.  O(n log n).
+ */
+int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
+			    char *err, size_t errlen);
+
+/*
  * Check names pool entry @i before its first use: inside the pool,
  * 8-aligned, big enough for a str, its bytes matching its hash, and with
  * @img its type pointer naming str.  Before pycds_name_relocate.

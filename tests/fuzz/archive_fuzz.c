@@ -120,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Every listed name must be found, or the lookup must fail
 		 * cleanly (duplicates, broken chains). */
 		(void)pycds_index_lookup(&ar, name, len);
-		if (pycds_module_check(&ar, i, NULL, err, sizeof(err))) {
+		if (pycds_module_check(&ar, i, NULL, err, sizeof(err)) ||
+		    pycds_module_check_deep(&ar, i, err, sizeof(err))) {
 			ok = 0;
 			continue;
 		}
