@@ -133,7 +133,7 @@ int BPF_USDT(import_done, void *name, int found)
 
 SEC("usdt")
 int BPF_USDT(archive_mapped, const char *path, __u64 base, __u64 size,
-	     __u32 relocated)
+	     __u32 relocated, __u64 counters)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct pycds_proc *p;
@@ -146,6 +146,7 @@ int BPF_USDT(archive_mapped, const char *path, __u64 base, __u64 size,
 	p->base = base;
 	p->size = size;
 	p->relocated = relocated;
+	p->counters = counters;
 	bpf_probe_read_user_str(p->archive, sizeof(p->archive), path);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +65,10 @@ struct row {
 };
 
 static volatile sig_atomic_t stop;
+
+/* With --listen, counts must survive a process's exit: count with probes.
+ * Otherwise read the runtime's counters from the process when shown. */
+static int counting_probes;
 
 static void on_signal(int sig)
 {
@@ -183,6 +188,20 @@ static int collect(int fd, __u32 only, struct row *rows)
 			fclose(f);
 		r->comm[strcspn(r->comm, "\n")] = '\0';
 		smaps_archive(key, r->s.base, &r->clean_kb, &r->dirty_kb);
+		if (!counting_probes && r->s.counters) {
+			/* The runtime's own counters: no probe per module. */
+			__u64 c[4];
+			struct iovec l = { c, sizeof(c) };
+			struct iovec rm = { (void *)(uintptr_t)r->s.counters,
+					    sizeof(c) };
+
+			if (process_vm_readv((pid_t)key, &l, 1, &rm, 1, 0) ==
+			    (ssize_t)sizeof(c)) {
+				r->s.hits = c[0];
+				r->s.misses = c[1];
+				r->s.stale = c[2];
+			}
+		}
 		r->p50_us = quantile_us(r->s.hist_cum, 0.5);
 		r->p99_us = quantile_us(r->s.hist_cum, 0.99);
 		n++;
@@ -362,9 +381,12 @@ static int attach(struct pycdstop_bpf *skel, const char *python,
 		{ skel->progs.import_done, python, "python", "import__find__load__done" },
 		{ skel->progs.archive_mapped, lib, "pycds", "archive__mapped" },
 		{ skel->progs.archive_rejected, lib, "pycds", "archive__rejected" },
-		{ skel->progs.module_served, lib, "pycds", "module__served" },
-		{ skel->progs.module_missed, lib, "pycds", "module__missed" },
-		{ skel->progs.module_stale, lib, "pycds", "module__stale" },
+		{ skel->progs.module_served, counting_probes ? lib : NULL,
+		  "pycds", "module__served" },
+		{ skel->progs.module_missed, counting_probes ? lib : NULL,
+		  "pycds", "module__missed" },
+		{ skel->progs.module_stale, counting_probes ? lib : NULL,
+		  "pycds", "module__stale" },
 	};
 	unsigned int i;
 
@@ -464,6 +486,7 @@ int main(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
+	counting_probes = listen_addr != NULL;
 	if (attach(skel, pybin, lib))
 		goto out;
 	fprintf(stderr, "pycds-top: attached to %s%s%s\n", pybin,

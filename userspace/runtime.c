@@ -55,6 +55,8 @@ static struct {
 	PyObject **resolved;		/* canonical str per pool entry */
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
+	/* In this order: pycds-top may read them from the process's memory
+	 * (their address is the last argument of archive__mapped). */
 	unsigned long long hits, misses, stale, rejected;
 	unsigned long long interned, redirected, prepare_ns;
 	PyObject *error;		/* str, or NULL while in use */
@@ -769,10 +771,12 @@ static int enable_path(PyObject *module, const char *path)
 		 * RIP-relative operands. */
 		const char *p = g.path;
 		uint64_t b = (uint64_t)(uintptr_t)g.map, sz = g.map_size;
+		uint64_t ctr = (uint64_t)(uintptr_t)&g.hits;
 		uint32_t rel = g.ar.delta != 0;
 
-		__asm__ volatile("" : "+r"(p), "+r"(b), "+r"(sz), "+r"(rel));
-		STAP_PROBE4(pycds, archive__mapped, p, b, sz, rel);
+		__asm__ volatile("" : "+r"(p), "+r"(b), "+r"(sz), "+r"(rel),
+				 "+r"(ctr));
+		STAP_PROBE5(pycds, archive__mapped, p, b, sz, rel, ctr);
 	}
 	if (g.verbose) {
 		fprintf(stderr,

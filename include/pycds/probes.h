@@ -4,7 +4,9 @@
  * the BPF maps pycds-top reads.  Shared by userspace/, bpf/ and tools/.
  *
  *   pycds:archive__mapped(const char *path, u64 base, u64 size,
- *                         u32 relocated)
+ *                         u32 relocated, u64 counters)
+ *     counters: address, in the process, of four u64 counters that the
+ *     runtime keeps up to date: hits, misses, stale, rejected.
  *   pycds:archive__rejected(const char *path, const char *reason)
  *   pycds:module__served(const char *name)
  *   pycds:module__missed(const char *name)
@@ -25,6 +27,7 @@ struct pycds_proc {
 	__u64 size;
 	__u32 relocated;
 	__u32 rejected;		/* archive__rejected seen */
+	__u64 counters;		/* address of the runtime's own counters */
 	__u64 hits;
 	__u64 misses;
 	__u64 stale;
