@@ -285,28 +285,35 @@ static void fmt_kb(char *buf, size_t len, long long kb)
 		snprintf(buf, len, "%lld", kb);
 }
 
-static void print_text(struct row *rows, int n)
+/* One table row, for batch output and the view alike. */
+static void format_row(char *buf, size_t len, const struct row *r)
 {
 	char c[24], d[24];
+
+	fmt_kb(c, sizeof(c), r->clean_kb);
+	fmt_kb(d, sizeof(d), r->dirty_kb);
+	snprintf(buf, len, ROW, r->pid, r->comm,
+		 r->s.base ? base_name(r->s.archive) : "-",
+		 r->s.base ? (r->s.relocated ? "yes" : "no") : "-",
+		 (unsigned long long)r->s.imports,
+		 (unsigned long long)r->s.hits,
+		 (unsigned long long)r->s.misses,
+		 (unsigned long long)r->s.stale, r->s.import_ns / 1e6,
+		 r->p50_us, r->p99_us, (unsigned long long)r->s.faults_in,
+		 (unsigned long long)r->s.faults_out, c, d);
+}
+
+static void print_text(struct row *rows, int n)
+{
+	char line[512];
 	int i;
 
 	printf(HEADER, "PID", "COMM", "ARCHIVE", "REL", "IMPORTS", "HITS",
 	       "MISSES", "STALE", "IMPORT_MS", "P50_US", "P99_US", "FLT_IN",
 	       "FLT_OUT", "CLEAN_KB", "DIRTY_KB");
 	for (i = 0; i < n; i++) {
-		struct row *r = &rows[i];
-
-		fmt_kb(c, sizeof(c), r->clean_kb);
-		fmt_kb(d, sizeof(d), r->dirty_kb);
-		printf(ROW, r->pid, r->comm,
-		       r->s.base ? base_name(r->s.archive) : "-",
-		       r->s.base ? (r->s.relocated ? "yes" : "no") : "-",
-		       (unsigned long long)r->s.imports,
-		       (unsigned long long)r->s.hits,
-		       (unsigned long long)r->s.misses,
-		       (unsigned long long)r->s.stale, r->s.import_ns / 1e6,
-		       r->p50_us, r->p99_us, (unsigned long long)r->s.faults_in,
-		       (unsigned long long)r->s.faults_out, c, d);
+		format_row(line, sizeof(line), &rows[i]);
+		fputs(line, stdout);
 	}
 	fflush(stdout);
 }
@@ -337,7 +344,7 @@ static void draw_hist(struct row *rows, int n, int y)
 
 static void draw(struct row *rows, int n, int hist)
 {
-	char c[24], d[24];
+	char line[512];
 	int i, y = 2;
 
 	erase();
@@ -350,20 +357,8 @@ static void draw(struct row *rows, int n, int hist)
 		 "FLT_IN", "FLT_OUT", "CLEAN_KB", "DIRTY_KB");
 	attroff(A_REVERSE);
 	for (i = 0; i < n && y < LINES - (hist ? 14 : 0); i++, y++) {
-		struct row *r = &rows[i];
-
-		fmt_kb(c, sizeof(c), r->clean_kb);
-		fmt_kb(d, sizeof(d), r->dirty_kb);
-		mvprintw(y, 0, ROW, r->pid, r->comm,
-			 r->s.base ? base_name(r->s.archive) : "-",
-			 r->s.base ? (r->s.relocated ? "yes" : "no") : "-",
-			 (unsigned long long)r->s.imports,
-			 (unsigned long long)r->s.hits,
-			 (unsigned long long)r->s.misses,
-			 (unsigned long long)r->s.stale, r->s.import_ns / 1e6,
-			 r->p50_us, r->p99_us,
-			 (unsigned long long)r->s.faults_in,
-			 (unsigned long long)r->s.faults_out, c, d);
+		format_row(line, sizeof(line), &rows[i]);
+		mvaddstr(y, 0, line);
 	}
 	if (hist)
 		draw_hist(rows, n, y + 1);

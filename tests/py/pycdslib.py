@@ -316,3 +316,19 @@ def write_tree(root, files):
 if __name__ == "__main__":
     # A helper, not a test: say so when prove runs tests/py/*.py.
     print("1..0 # SKIP helper module, not a test")
+
+
+def require_bpf(top):
+    """Skip the whole file (TAP plan 0) unless pycds-top can load and
+    attach its BPF programs for PYTHON: root, BTF, USDT probes."""
+    import subprocess as sp
+    if os.geteuid() != 0 or not top:
+        print("1..0 # SKIP needs root and PYCDS_TOP (loads BPF programs)")
+        raise SystemExit(0)
+    p = sp.run([top, "-b", "-n", "1", "-d", "0.1", "--python", PYTHON],
+               capture_output=True, text=True, timeout=60)
+    if p.returncode:
+        print("1..0 # SKIP pycds-top cannot attach here (no BPF, or no "
+              "USDT probes in this interpreter): " +
+              p.stderr.strip()[-200:].replace("\n", " "))
+        raise SystemExit(0)

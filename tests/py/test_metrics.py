@@ -13,18 +13,14 @@ import time
 import urllib.parse
 import urllib.request
 
-from pycdslib import PYTHON, WORKLOADS, Tap, build, scratch
+from pycdslib import PYTHON, WORKLOADS, Tap, build, require_bpf, scratch
 
 TOP = os.environ.get("PYCDS_TOP")
 PROM = shutil.which("prometheus")
-if os.geteuid() != 0 or not TOP or not PROM:
-    print("1..0 # SKIP needs root, PYCDS_TOP and Debian's prometheus")
+if not PROM:
+    print("1..0 # SKIP needs Debian's prometheus")
     raise SystemExit(0)
-probe = subprocess.run([TOP, "-b", "-n", "1", "-d", "0.1", "--python",
-                        PYTHON], capture_output=True, text=True, timeout=60)
-if probe.returncode:
-    print("1..0 # SKIP BPF unavailable: " + probe.stderr.strip()[-200:])
-    raise SystemExit(0)
+require_bpf(TOP)
 
 t = Tap(12)
 tmp = scratch()

@@ -9,17 +9,10 @@ import shutil
 import subprocess
 import time
 
-from pycdslib import PYTHON, WORKLOADS, Tap, build, run, scratch
+from pycdslib import PYTHON, WORKLOADS, Tap, build, require_bpf, run, scratch
 
 TOP = os.environ.get("PYCDS_TOP")
-if os.geteuid() != 0 or not TOP:
-    print("1..0 # SKIP needs root and PYCDS_TOP (loads BPF programs)")
-    raise SystemExit(0)
-probe = subprocess.run([TOP, "-b", "-n", "1", "-d", "0.1", "--python", PYTHON],
-                       capture_output=True, text=True, timeout=60)
-if probe.returncode:
-    print("1..0 # SKIP BPF unavailable: " + probe.stderr.strip()[-200:])
-    raise SystemExit(0)
+require_bpf(TOP)
 
 t = Tap(12)
 tmp = scratch()
