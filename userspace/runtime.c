@@ -432,6 +432,18 @@ bad:
 
 /* ---- the loader ---- */
 
+/* A module name for a probe argument: never leaves an exception set. */
+static const char *probe_name(PyObject *name)
+{
+	const char *s = PyUnicode_AsUTF8(name);
+
+	if (!s) {
+		PyErr_Clear();
+		return "";
+	}
+	return s;
+}
+
 static long lookup_str(PyObject *name)
 {
 	Py_ssize_t len;
@@ -513,16 +525,16 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	Py_DECREF(path);
 	if (!source_fresh(m)) {
 		g.stale++;
-		STAP_PROBE1(pycds, module__stale, PyUnicode_AsUTF8(name));
+		STAP_PROBE1(pycds, module__stale, probe_name(name));
 		goto fallback;
 	}
-	code = module_prepare((uint32_t)idx, PyUnicode_AsUTF8(name));
+	code = module_prepare((uint32_t)idx, probe_name(name));
 	if (!code) {
 		g.misses++;
 		goto fallback;
 	}
 	g.hits++;
-	STAP_PROBE1(pycds, module__served, PyUnicode_AsUTF8(name));
+	STAP_PROBE1(pycds, module__served, probe_name(name));
 	return Py_NewRef(code);
 fallback:
 	return PyObject_CallFunctionObjArgs(g.base_get_code, self, name, NULL);
@@ -582,7 +594,7 @@ static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
 	idx = lookup_str(name);
 	if (idx < 0) {
 		g.misses++;
-		STAP_PROBE1(pycds, module__missed, PyUnicode_AsUTF8(name));
+		STAP_PROBE1(pycds, module__missed, probe_name(name));
 		Py_RETURN_NONE;
 	}
 	m = pycds_module_get(&g.ar, (uint32_t)idx);

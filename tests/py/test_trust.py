@@ -10,7 +10,7 @@ import subprocess
 
 from pycdslib import PYTHON, WORKLOADS, Tap, build, pycds_lines, run, scratch
 
-t = Tap(11)
+t = Tap(12)
 tmp = scratch()
 os.chmod(tmp, 0o755)
 script = os.path.join(WORKLOADS, "stdlib6.py")
@@ -120,3 +120,13 @@ else:
         subprocess.run(["umount", "-l", upper], capture_output=True)
     p = run([PYTHON, "-c", STATE], PYCDS_ARCHIVE=archive)
     t.eq(p.stdout.strip(), "in use", "the same bytes elsewhere are used")
+
+# A module name that is not valid UTF-8 (a lone surrogate) must fail to
+# import exactly as it does stock, not trip over the archive's lookup.
+PROBE = ("try:\n    __import__('bad\\udc80name')\n"
+         "except BaseException as e:\n    print(type(e).__name__)\n")
+a = run([PYTHON, "-c", PROBE], PYCDS_ARCHIVE=archive)
+b = run([PYTHON, "-c", PROBE])
+t.ok(a.stdout == b.stdout == "ModuleNotFoundError\n" and
+     not pycds_lines(a.stderr), "a surrogate module name fails as stock",
+     a.stdout + a.stderr)
