@@ -774,6 +774,9 @@ static int enable_path(PyObject *module, const char *path)
 	g.archive_loader = make_loader_type(module);
 	if (!g.archive_loader)
 		return -1;
+	/* Reachable by name, like any class (pickle, introspection). */
+	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader))
+		return -1;
 	if (install_finder())
 		return -1;
 	g.enabled = 1;
