@@ -77,6 +77,14 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	if (h->header_size != sizeof(*h))
 		return fail(err, errlen, "header size %u, expected %zu",
 			    h->header_size, sizeof(*h));
+	{
+		static const uint8_t zero[sizeof(h->reserved)];
+
+		/* Reserved means zero: a later format may give them meaning. */
+		if (h->reserved0 || h->reserved1 ||
+		    memcmp(h->reserved, zero, sizeof(zero)))
+			return fail(err, errlen, "reserved header fields not zero");
+	}
 	if (h->file_size != size)
 		return fail(err, errlen,
 			    "file is %zu bytes, header says %llu (truncated?)",
@@ -195,6 +203,8 @@ static int module_entry_check(const struct pycds_archive *ar, uint32_t idx,
 	if (!in_file(m->origin_off, m->origin_len, h->names.size) ||
 	    !m->origin_len)
 		return fail(err, errlen, "module %u: origin out of bounds", idx);
+	if (m->reserved)
+		return fail(err, errlen, "module %u: reserved field not zero", idx);
 	if (m->flags & ~PYCDS_MOD_PACKAGE)
 		return fail(err, errlen, "module %u: unknown flags 0x%x", idx,
 			    m->flags);
@@ -429,10 +439,10 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 	for (i = 0; i < m->fset_count; i++) {
 		uint64_t v, target;
 
-		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0)
+		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0 ||
+		    fixups[i].arg)
 			return fail(err, errlen,
-				    "module %u: frozenset fixup %u slot outside the module",
-				    idx, i);
+				    "module %u: frozenset fixup %u malformed", idx, i);
 		v = load_slot(ar, fixups[i].slot);
 		target = v - h->preferred_base;
 		if (v < h->preferred_base || span_of(m, target, 16) < 0)

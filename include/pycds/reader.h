@@ -16,7 +16,9 @@
 #include "archive.h"
 
 #define PYCDS_ERR_LEN 256
-/* Smallest str object in the names pool (a 64-bit PyASCIIObject). */
+/* Smallest str object in the names pool: a 64-bit PyASCIIObject is 48
+ * bytes on 3.11 and 40 on 3.12+; 48 is the 8-aligned minimum for both
+ * (the header and a NUL). */
 #define PYCDS_MIN_STR_SIZE 48
 
 /* What the running interpreter expects image slots to hold, as load-time
