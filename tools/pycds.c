@@ -65,22 +65,31 @@ static int usage(void)
 
 /* ---- running children ---- */
 
-static int run(char *const argv[], char *const envp[])
+/* Start @argv with @envp, its stdout on @out_fd (or ours if -1). */
+static pid_t spawn(char *const argv[], char *const envp[], int out_fd)
 {
-	pid_t pid;
-	int status;
+	pid_t pid = fork();
 
-	pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "pycds: failed to fork: %s\n", strerror(errno));
 		return -1;
 	}
 	if (!pid) {
+		if (out_fd >= 0)
+			dup2(out_fd, 1);
 		execvpe(argv[0], argv, envp);
 		fprintf(stderr, "pycds: failed to run %s: %s\n", argv[0],
 			strerror(errno));
 		_exit(127);
 	}
+	return pid;
+}
+
+/* Its exit status, or 128 + the signal that killed it, or -1. */
+static int reap(pid_t pid)
+{
+	int status;
+
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -1;
@@ -89,44 +98,47 @@ static int run(char *const argv[], char *const envp[])
 	return WEXITSTATUS(status);
 }
 
-/* Run @argv, collecting up to @len - 1 bytes of its stdout in @out. */
+static int run(char *const argv[], char *const envp[])
+{
+	pid_t pid = spawn(argv, envp, -1);
+
+	return pid < 0 ? -1 : reap(pid);
+}
+
+/* Run @argv, keeping up to @len - 1 bytes of its stdout in @out. */
 static int run_capture(char *const argv[], char *const envp[], char *out,
 		       size_t len)
 {
-	int fds[2], status;
+	char sink[256];
 	size_t got = 0;
 	ssize_t n;
+	int fds[2];
 	pid_t pid;
 
 	if (pipe2(fds, O_CLOEXEC))
 		return -1;
-	pid = fork();
+	pid = spawn(argv, envp, fds[1]);
+	close(fds[1]);
 	if (pid < 0) {
 		close(fds[0]);
-		close(fds[1]);
 		return -1;
 	}
-	if (!pid) {
-		dup2(fds[1], 1);
-		execvpe(argv[0], argv, envp);
-		fprintf(stderr, "pycds: failed to run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
-	}
-	close(fds[1]);
-	while (got < len - 1 &&
-	       ((n = read(fds[0], out + got, len - 1 - got)) > 0 ||
-		(n < 0 && errno == EINTR)))
-		if (n > 0)
+	/* Read to the end, so the child never blocks on a full pipe. */
+	for (;;) {
+		char *to = got < len - 1 ? out + got : sink;
+		size_t room = got < len - 1 ? len - 1 - got : sizeof(sink);
+
+		n = read(fds[0], to, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (to != sink)
 			got += (size_t)n;
+	}
 	out[got] = '\0';
 	close(fds[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return reap(pid);
 }
 
 /* environ without the variables pycds reacts to, plus @extra (NULL-ended). */
