@@ -26,7 +26,13 @@ script = sys.argv[1]
 sys.argv = [script]
 with contextlib.redirect_stdout(io.StringIO()):
     runpy.run_path(script, run_name="__main__")
-sys.stdout.write("ready\n")
+try:
+    import _pycds
+    st = _pycds.stats()
+    where = f"{st['base'] or 0} {st['size']} {st.get('huge_chunks', 0)}"
+except ImportError:
+    where = "0 0 0"
+sys.stdout.write(f"ready {where}\n")
 sys.stdout.flush()
 sys.stdin.read()
 """
@@ -39,16 +45,21 @@ def base_env(**extra):
     return env
 
 
-def smaps_mapping(pid, path):
-    """Rss, Anonymous, Pss, ShmemPmdMapped (kB) of the mapping of path."""
-    out = {"Rss": 0, "Anonymous": 0, "Pss": 0, "ShmemPmdMapped": 0}
+def smaps_mapping(pid, base, size):
+    """Rss, Anonymous, Pss, ShmemPmdMapped, AnonHugePages (kB) of the
+    archive's address range: the file mapping and the huge pages the
+    runtime put in place of chunks it copies anyway."""
+    keys = ("Rss", "Anonymous", "Pss", "ShmemPmdMapped", "AnonHugePages")
+    out = dict.fromkeys(keys, 0)
+    end = base + ((size + 4095) & ~4095)
     cur = False
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             head = line.split()
             if head and "-" in head[0] and len(head[0]) > 8 and \
                     all(c in "0123456789abcdef-" for c in head[0]):
-                cur = line.rstrip().endswith(" " + path)
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                cur = lo >= base and hi <= end
             elif cur and head[0].rstrip(":") in out:
                 out[head[0].rstrip(":")] += int(head[1])
     return out
@@ -75,10 +86,11 @@ def start_group(python, script, n, env):
                                       stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     for p in procs:
-        line = p.stdout.readline()
-        if line.strip() != "ready":
+        line = p.stdout.readline().split()
+        if not line or line[0] != "ready":
             raise SystemExit(f"bench-memory: {script} did not start: "
                              f"{p.stderr.read()}")
+        p.base, p.size, p.huge = (int(x) for x in line[1:4])
     return procs
 
 
@@ -98,7 +110,10 @@ def measure(python, script, n, archive=None):
         for p in procs:
             r = {"pss": pss_total(p.pid), "minflt": minflt(p.pid)}
             if archive:
-                r.update(smaps_mapping(p.pid, os.path.realpath(archive)))
+                if not p.base:
+                    raise SystemExit(f"bench-memory: {script}: the archive "
+                                     "is not in use")
+                r.update(smaps_mapping(p.pid, p.base, p.size))
             rows.append(r)
     finally:
         stop_group(procs)

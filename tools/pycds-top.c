@@ -121,33 +121,39 @@ static double quantile_us(const __u64 *hist, double q)
 	return 0;
 }
 
-static void smaps_archive(__u32 pid, __u64 base, long long *clean,
+/*
+ * Clean (still the page cache) and dirty (copied) kB of the archive's
+ * address range [base, base + size).  The range can be several mappings:
+ * the runtime replaces chunks that are copied anyway by huge pages.
+ */
+static void smaps_archive(__u32 pid, __u64 base, __u64 size, long long *clean,
 			  long long *dirty)
 {
-	char path[64], line[256], want[32];
-	long long rss = -1, anon = -1;
-	int in = 0;
+	char path[64], line[256];
+	unsigned long long lo, hi;
+	long long rss = 0, anon = 0;
+	int in = 0, seen = 0;
 	FILE *f;
 
 	*clean = *dirty = -1;
 	if (!base)
 		return;
 	snprintf(path, sizeof(path), "/proc/%u/smaps", pid);
-	snprintf(want, sizeof(want), "%llx-", (unsigned long long)base);
 	f = fopen(path, "re");
 	while (f && fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, want, strlen(want)))
-			in = 1;
-		else if (in && !strncmp(line, "Rss:", 4))
-			rss = atoll(line + 4);
-		else if (in && !strncmp(line, "Anonymous:", 10)) {
-			anon = atoll(line + 10);
-			break;
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = lo >= base && hi <= base + ((size + 4095) & ~4095ULL);
+			seen |= in;
+		} else if (in && !strncmp(line, "Rss:", 4)) {
+			rss += atoll(line + 4);
+		} else if (in && !strncmp(line, "Anonymous:", 10)) {
+			anon += atoll(line + 10);
 		}
 	}
 	if (f)
 		fclose(f);
-	if (rss >= 0 && anon >= 0) {
+	if (seen) {
 		*clean = rss - anon;
 		*dirty = anon;
 	}
@@ -187,7 +193,8 @@ static int collect(int fd, __u32 only, struct row *rows)
 		if (f)
 			fclose(f);
 		r->comm[strcspn(r->comm, "\n")] = '\0';
-		smaps_archive(key, r->s.base, &r->clean_kb, &r->dirty_kb);
+		smaps_archive(key, r->s.base, r->s.size, &r->clean_kb,
+			      &r->dirty_kb);
 		if (!counting_probes && r->s.counters) {
 			/* The runtime's own counters: no probe per module. */
 			__u64 c[4];

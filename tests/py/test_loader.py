@@ -67,13 +67,14 @@ t.eq(listing(), [".pycds-loader.lock", "app.pycds"], "nothing else in the mount"
 # A process mapping it gets 2 MiB mappings.
 PROBE = r"""
 import _pycds, json
-b = _pycds.stats()["base"]; cur = False; kb = 0
+b = _pycds.stats()["base"]; e = b + _pycds.stats()["size"]; cur = False; kb = 0
 import json, argparse, email.parser
 for l in open("/proc/self/smaps"):
     if "-" in l.split()[0]:
-        cur = int(l.split("-")[0], 16) == b
+        lo, hi = (int(x, 16) for x in l.split()[0].split("-"))
+        cur = lo >= b and hi <= (e + 4095) // 4096 * 4096
     elif cur and l.startswith("ShmemPmdMapped:"):
-        kb = int(l.split()[1])
+        kb += int(l.split()[1])
 print(json.dumps({"pmd_kb": kb, "hits": _pycds.stats()["hits"],
                   "bias": _pycds.stats()["image_bias"]}))
 """
