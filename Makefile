@@ -71,7 +71,12 @@ VENV := $(BUILD)/venv
 VENV_PY := $(VENV)/bin/python
 STAGED := $(VENV)/.staged
 
-all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py
+all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages
+
+$(BUILD)/bench-pages: tools/bench_pages.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) $< -o $@
 
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -237,6 +242,7 @@ bench: deps
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
 		PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
+		PYCDS_BENCH_PAGES=$(abspath $(BUILD)/bench-pages) \
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
 bench-memory: deps

@@ -309,6 +309,20 @@ def main():
                      f"{r['gap_closed'] * 100:>11.0f}%")
         print(line)
     result = {"python": python, "runs": a.runs, "workloads": rows}
+    pages = os.environ.get("PYCDS_BENCH_PAGES")
+    big = [ar for _, ar in todo if os.path.getsize(ar) >= 4 << 20]
+    if pages and big:
+        out = subprocess.run([pages, big[0], "15"], capture_output=True,
+                             text=True)
+        cost = dict((k, float(v)) for k, v in
+                    (l.split() for l in out.stdout.splitlines()))
+        if cost:
+            print(f"a private copy of 4 MiB of {os.path.basename(big[0])} "
+                  f"(medians of 15): copy-on-write populate {cost['cow']:.2f} "
+                  f"ms, huge page + pread {cost['huge']:.2f} ms, small pages "
+                  f"+ pread {cost['small']:.2f} ms; only reading it "
+                  f"{cost['read']:.2f} ms")
+            result["pages"] = cost
     if not a.quick:
         ps = bench_pass(pycds, python, a.runs, a.out)
         print(f"python -c pass, {ps['archive_bytes'] / 1e6:.1f} MB archive: "

@@ -54,7 +54,7 @@ enum prefault { PF_NONE = 0, PF_READ, PF_WRITE, PF_HUGE };
  */
 #define HUGE_CHUNK (2u << 20)
 
-enum chunk_state { CHUNK_UNSEEN = 0, CHUNK_COPIED, CHUNK_MAPPED };
+enum chunk_state { CHUNK_UNSEEN = 0, CHUNK_PENDING, CHUNK_COPIED, CHUNK_MAPPED };
 
 static struct {
 	int enabled;			/* mapped and checked at start */
@@ -71,6 +71,7 @@ static struct {
 	dev_t dev;
 	ino_t ino;
 	uint8_t *huge;			/* enum chunk_state, per 2 MiB */
+	uint32_t *asked;		/* bytes prefaulted, per 2 MiB */
 	PyObject **resolved;		/* canonical str per pool entry */
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
@@ -320,15 +321,48 @@ static int chunk_eligible(uint64_t c)
 }
 
 /*
- * Replace chunk @c of the mapping, never touched so far, by a private huge
- * page holding the same bytes.  The copy is made aside and moved into place
- * with one mremap(), so the range is never without the archive's bytes.
+ * Pages of the chunk at @addr this process holds a copy of (anonymous, or
+ * swapped out): they may differ from the file.  One bit per page in @own.
+ * Returns 0, or -1 if /proc/self/pagemap cannot say.
+ */
+static int own_pages(const uint8_t *addr, uint64_t *own)
+{
+	uint64_t ent[HUGE_CHUNK / PYCDS_PAGE_SIZE];
+	size_t i, n = HUGE_CHUNK / PYCDS_PAGE_SIZE;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	ssize_t got;
+
+	if (fd < 0)
+		return -1;
+	got = pread(fd, ent, sizeof(ent),
+		    (off_t)((uintptr_t)addr / PYCDS_PAGE_SIZE * 8));
+	close(fd);
+	if (got != (ssize_t)sizeof(ent))
+		return -1;
+	memset(own, 0, n / 8);
+	for (i = 0; i < n; i++) {
+		int present = ent[i] >> 63 & 1, swapped = ent[i] >> 62 & 1;
+		int file = ent[i] >> 61 & 1;
+
+		if (swapped || (present && !file))
+			own[i / 64] |= 1ULL << (i % 64);
+	}
+	return 0;
+}
+
+/*
+ * Replace chunk @c of the mapping by a private huge page holding the same
+ * bytes as the process sees there now.  The copy is assembled aside and
+ * moved into place with one mremap(), so the range always holds the
+ * archive.  Called with the GIL held: no Python code runs meanwhile, so
+ * nothing writes to the chunk between the copy and the move.
  * Returns 0, or -1 with the mapping unchanged.
  */
 static int chunk_copy(uint64_t c)
 {
 	uint8_t *dst = g.map + c * HUGE_CHUNK, *raw, *tmp;
-	size_t done = 0;
+	uint64_t own[HUGE_CHUNK / PYCDS_PAGE_SIZE / 64];
+	size_t done = 0, i;
 	struct stat st;
 	int from_fd;
 
@@ -343,12 +377,16 @@ static int chunk_copy(uint64_t c)
 	if (raw + 2 * HUGE_CHUNK > tmp + HUGE_CHUNK)
 		munmap(tmp + HUGE_CHUNK, raw + 2 * HUGE_CHUNK - (tmp + HUGE_CHUNK));
 	madvise(tmp, HUGE_CHUNK, MADV_HUGEPAGE);
-	/* The kernel copies from its page cache without mapping it here,
-	 * if our descriptor is still the archive (a program may have closed
-	 * it, or put another file on its number).  Otherwise copy from the
-	 * mapping itself: the chunk is untouched, so it is the file. */
+	/*
+	 * Pages still shared with the page cache are read by the kernel
+	 * straight from it, if our descriptor is still the archive (a program
+	 * may have closed it, or put another file on its number); pages this
+	 * process already copied (prepared modules) are taken from the
+	 * mapping.  Failing either, the whole chunk is copied from the
+	 * mapping, which is always right.
+	 */
 	from_fd = g.fd >= 0 && !fstat(g.fd, &st) && st.st_dev == g.dev &&
-		  st.st_ino == g.ino;
+		  st.st_ino == g.ino && !own_pages(dst, own);
 	while (from_fd && done < HUGE_CHUNK) {
 		ssize_t n = pread(g.fd, tmp + done, HUGE_CHUNK - done,
 				  c * HUGE_CHUNK + done);
@@ -359,13 +397,16 @@ static int chunk_copy(uint64_t c)
 			break;
 		done += n;
 	}
-	if (!from_fd) {
+	if (from_fd && done == HUGE_CHUNK) {
+		for (i = 0; i < HUGE_CHUNK / PYCDS_PAGE_SIZE; i++)
+			if (own[i / 64] >> (i % 64) & 1)
+				memcpy(tmp + i * PYCDS_PAGE_SIZE,
+				       dst + i * PYCDS_PAGE_SIZE, PYCDS_PAGE_SIZE);
+	} else {
 		madvise(dst, HUGE_CHUNK, MADV_POPULATE_READ);
 		memcpy(tmp, dst, HUGE_CHUNK);
-		done = HUGE_CHUNK;
 	}
-	if (done < HUGE_CHUNK ||
-	    mremap(tmp, HUGE_CHUNK, HUGE_CHUNK, MREMAP_MAYMOVE | MREMAP_FIXED,
+	if (mremap(tmp, HUGE_CHUNK, HUGE_CHUNK, MREMAP_MAYMOVE | MREMAP_FIXED,
 		   dst) != (void *)dst) {
 		munmap(tmp, HUGE_CHUNK);
 		return -1;
@@ -374,12 +415,24 @@ static int chunk_copy(uint64_t c)
 	return 0;
 }
 
-/* Is chunk @c a private huge page now?  Decided on first use. */
-static int chunk_ready(uint64_t c)
+/*
+ * Is chunk @c a private huge page now?  Called before @need more bytes of
+ * it are copied.  A chunk is copied whole once the process has asked for
+ * HUGE_AFTER bytes of it: by then the rest of it is mostly what comes next
+ * in import order, and a small program does not pay 2 MiB for a few
+ * modules.
+ */
+#define HUGE_AFTER (256u << 10)
+
+static int chunk_ready(uint64_t c, uint64_t need)
 {
 	if (g.huge[c] == CHUNK_UNSEEN)
-		g.huge[c] = chunk_eligible(c) && !chunk_copy(c) ? CHUNK_COPIED
-								: CHUNK_MAPPED;
+		g.huge[c] = chunk_eligible(c) ? CHUNK_PENDING : CHUNK_MAPPED;
+	if (g.huge[c] == CHUNK_PENDING) {
+		g.asked[c] += need;
+		if (g.asked[c] >= HUGE_AFTER)
+			g.huge[c] = chunk_copy(c) ? CHUNK_MAPPED : CHUNK_COPIED;
+	}
 	return g.huge[c] == CHUNK_COPIED;
 }
 
@@ -398,7 +451,7 @@ static void prefault(uint64_t off, uint64_t size, int write)
 	while (off < end) {
 		c = off / HUGE_CHUNK;
 		next = (c + 1) * HUGE_CHUNK < end ? (c + 1) * HUGE_CHUNK : end;
-		if (!chunk_ready(c))
+		if (!chunk_ready(c, next - off))
 			populate(off, next - off, write);
 		off = next;
 	}
@@ -976,7 +1029,8 @@ static int enable_path(PyObject *module, const char *path)
 		goto reject;
 	g.state = calloc(g.ar.hdr->nr_modules ? g.ar.hdr->nr_modules : 1, 1);
 	g.huge = calloc(g.map_size / HUGE_CHUNK + 1, 1);
-	if (!g.state || !g.huge) {
+	g.asked = calloc(g.map_size / HUGE_CHUNK + 1, sizeof(*g.asked));
+	if (!g.state || !g.huge || !g.asked) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto reject;
 	}
