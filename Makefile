@@ -51,6 +51,9 @@ LOADER := $(BUILD)/pycds-loader
 LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
 	       $(BUILD)/obj/userspace/archive.o
 URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+# Linked into _pycds statically: every Python process loads it, and one
+# more shared library would cost each of them a lookup and a mapping.
+URING_STATIC := -Wl,-Bstatic -luring -Wl,-Bdynamic
 
 TOP := $(BUILD)/pycds-top
 BPF_CLANG ?= clang
@@ -85,7 +88,7 @@ $(BUILD)/ext/%.o: %.c
 
 $(EXT): $(EXT_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) -o $@
+	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) $(URING_STATIC) -o $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -220,6 +220,39 @@ def bench_loader(loader, archives, runs, outdir):
             statistics.median(lat) * 1e3}
 
 
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def bench_prefetch(python, script, archive, outdir, rounds=8):
+    """Cold start from a disk: the archive on the build directory's file
+    system, every cache dropped before each run (interpreter, libraries,
+    .pyc files and archive alike), stock against pycds with each
+    PYCDS_PREFETCH policy, the order rotating every round."""
+    disk = os.path.join(outdir, "disk")
+    os.makedirs(disk, exist_ok=True)
+    ar = os.path.join(disk, os.path.basename(archive))
+    with open(archive, "rb") as src, open(ar + ".tmp", "wb") as dst:
+        dst.write(src.read())
+    os.chmod(ar + ".tmp", 0o444)
+    os.replace(ar + ".tmp", ar)
+    modes = ["stock", "none", "sync", "uring"]
+    times = {m: [] for m in modes}
+    for r in range(rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for m in order:
+            env = base_env()
+            if m != "stock":
+                env.update(PYCDS_ARCHIVE=ar, PYCDS_PREFETCH=m)
+            drop_caches()
+            times[m].append(spawn_time([python, script], env))
+    med = {m: statistics.median(v) * 1e3 for m, v in times.items()}
+    return {"fs": "build directory (ext4 here), caches dropped",
+            "rounds": rounds, "ms": med}
+
+
 def bench_top_overhead(top, python, script, archive, rounds=4, per=10):
     """stdlib6 from its archive with and without pycds-top attached:
     blocks of runs, alternating detached and attached."""
@@ -345,8 +378,16 @@ def main():
             result["loader"] = ld
         else:
             print("loader: skipped (needs root and PYCDS_LOADER)")
-        top = os.environ.get("PYCDS_TOP")
         s6 = [(s, ar) for s, ar in todo if s.endswith("stdlib6.py")]
+        if os.geteuid() == 0 and s6:
+            pf = bench_prefetch(python, s6[0][0], s6[0][1], a.out)
+            ms = pf["ms"]
+            print(f"cold start from disk, caches dropped before each run "
+                  f"({pf['rounds']} rounds): stock {ms['stock']:.0f} ms; "
+                  f"pycds PYCDS_PREFETCH=none {ms['none']:.0f} ms, sync "
+                  f"{ms['sync']:.0f} ms, uring {ms['uring']:.0f} ms")
+            result["prefetch"] = pf
+        top = os.environ.get("PYCDS_TOP")
         if top and os.geteuid() == 0 and s6:
             ov = bench_top_overhead(top, python, s6[0][0], s6[0][1])
             print(f"pycds-top attached, stdlib6 from its archive: "

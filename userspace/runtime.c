@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <sys/sdt.h>
+#include <liburing.h>
 
 #include "pycds_py.h"
 
@@ -41,6 +42,18 @@
 
 enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
 
+/* An open-addressing table from names pool index to its canonical str:
+ * its size follows the names a process uses, not the archive's (an array
+ * indexed by pool entry would fault in a fresh page for most lookups of a
+ * small program using a big archive). */
+struct resolved {
+	uint32_t key;			/* pool index + 1; 0: empty */
+	PyObject *str;
+};
+
+/* PYCDS_PREFETCH policies. */
+enum prefetch { PREFETCH_NONE = 0, PREFETCH_SYNC, PREFETCH_URING };
+
 /* PYCDS_PREFAULT policies. */
 enum prefault { PF_NONE = 0, PF_READ, PF_WRITE, PF_HUGE };
 
@@ -53,6 +66,9 @@ enum prefault { PF_NONE = 0, PF_READ, PF_WRITE, PF_HUGE };
  * machine, where each new 4 KiB mapping costs a few microseconds).
  */
 #define HUGE_CHUNK (2u << 20)
+
+static void prefetch_end(void);
+static int thp_available(void);
 
 enum chunk_state { CHUNK_UNSEEN = 0, CHUNK_PENDING, CHUNK_COPIED, CHUNK_MAPPED };
 
@@ -67,12 +83,18 @@ static struct {
 	uint8_t *state;			/* enum mod_state, per module */
 	uint8_t *chunks;		/* names pool chunks prefaulted */
 	int prefault;			/* enum prefault */
+	int thp;			/* huge pages: -1 not asked yet, 0, 1 */
 	int fd;				/* the archive, for chunk_copy() */
 	dev_t dev;
 	ino_t ino;
 	uint8_t *huge;			/* enum chunk_state, per 2 MiB */
 	uint32_t *asked;		/* bytes prefaulted, per 2 MiB */
-	PyObject **resolved;		/* canonical str per pool entry */
+	struct io_uring ring;		/* the prefetch in flight, if ring_live */
+	int ring_live;
+	pid_t ring_pid;			/* the process that submitted it */
+	int prefetch;			/* enum prefetch actually used */
+	struct resolved *resolved;	/* canonical str per pool entry used */
+	uint32_t nr_resolved, resolved_cap;
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
 	/* In this order: pycds-top may read them from the process's memory
@@ -300,8 +322,10 @@ static int region_written(int r)
 	}
 }
 
-/* Worth a huge page: inside the file, aligned, and at least half of it
- * spans that would be copied on write anyway. */
+/* Worth a huge page: inside the file, aligned, and at least three
+ * quarters of it spans that would be copied on write anyway.  (The last
+ * chunk of those spans is often half padding before the tables: copying
+ * it whole would cost each process up to a megabyte it never uses.) */
 static int chunk_eligible(uint64_t c)
 {
 	uint64_t lo = c * HUGE_CHUNK, hi = lo + HUGE_CHUNK, hot = 0;
@@ -317,7 +341,7 @@ static int chunk_eligible(uint64_t c)
 		if (region_written(r) && b > a)
 			hot += b - a;
 	}
-	return hot >= HUGE_CHUNK / 2;
+	return hot >= HUGE_CHUNK / 4 * 3;
 }
 
 /*
@@ -428,10 +452,14 @@ static int chunk_ready(uint64_t c, uint64_t need)
 {
 	if (g.huge[c] == CHUNK_UNSEEN)
 		g.huge[c] = chunk_eligible(c) ? CHUNK_PENDING : CHUNK_MAPPED;
-	if (g.huge[c] == CHUNK_PENDING) {
-		g.asked[c] += need;
-		if (g.asked[c] >= HUGE_AFTER)
-			g.huge[c] = chunk_copy(c) ? CHUNK_MAPPED : CHUNK_COPIED;
+	g.asked[c] += need;
+	if (g.huge[c] == CHUNK_PENDING && g.asked[c] >= HUGE_AFTER) {
+		/* Asked only now: reading sysfs costs a small program
+		 * 40-100 us here. */
+		if (g.thp < 0)
+			g.thp = thp_available();
+		g.huge[c] = g.thp && !chunk_copy(c) ? CHUNK_COPIED
+						    : CHUNK_MAPPED;
 	}
 	return g.huge[c] == CHUNK_COPIED;
 }
@@ -486,7 +514,7 @@ static int name_sane(uint32_t idx, PyObject *o)
 
 /* Pool pages are written by interning: copy each 16 KiB chunk of the pool
  * once, when the first entry in it is needed. */
-#define NAMES_CHUNK (16u << 10)
+#define NAMES_CHUNK (4u << 10)
 
 static void names_prefault(const struct pycds_name *n)
 {
@@ -504,14 +532,51 @@ static void names_prefault(const struct pycds_name *n)
 	}
 }
 
+static struct resolved *resolved_slot(uint32_t idx)
+{
+	uint32_t mask = g.resolved_cap - 1;
+	uint32_t pos = (idx * 0x9E3779B1u) & mask;
+
+	while (g.resolved[pos].key && g.resolved[pos].key != idx + 1)
+		pos = (pos + 1) & mask;
+	return &g.resolved[pos];
+}
+
+/* Room for one more entry; grows at half full.  Returns -1 if out of
+ * memory. */
+static int resolved_reserve(void)
+{
+	struct resolved *old = g.resolved;
+	uint32_t i, cap = g.resolved_cap;
+
+	if ((g.nr_resolved + 1) * 2 <= g.resolved_cap)
+		return 0;
+	g.resolved = calloc(cap * 2, sizeof(*g.resolved));
+	if (!g.resolved) {
+		g.resolved = old;
+		return -1;
+	}
+	g.resolved_cap = cap * 2;
+	for (i = 0; i < cap; i++)
+		if (old[i].key)
+			*resolved_slot(old[i].key - 1) = old[i];
+	free(old);
+	return 0;
+}
+
 static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 {
+	struct resolved *r = resolved_slot(idx);
 	PyObject *o, *t;
 
-	if (g.resolved[idx])
-		return g.resolved[idx];
+	if (r->key)
+		return r->str;
 	if (pycds_name_check(&g.ar, idx, &g.ctx, err, errlen))
 		return NULL;
+	if (resolved_reserve()) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	names_prefault(pycds_name_get(&g.ar, idx));
 	pycds_name_relocate(&g.ar, idx, g.ctx.bias);
 	o = pycds_name_entry(&g.ar, idx);
@@ -526,7 +591,10 @@ static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 	Py_INCREF(t);
 	PyUnicode_InternInPlace(&t);
 	g.interned++;
-	g.resolved[idx] = t;
+	r = resolved_slot(idx);
+	r->key = idx + 1;
+	r->str = t;
+	g.nr_resolved++;
 	return t;
 }
 
@@ -536,8 +604,8 @@ static int names_prepare(char *err, size_t errlen)
 
 	if (g.resolved)
 		return 0;
-	g.resolved = calloc(g.ar.hdr->nr_names ? g.ar.hdr->nr_names : 1,
-			    sizeof(*g.resolved));
+	g.resolved_cap = 256;
+	g.resolved = calloc(g.resolved_cap, sizeof(*g.resolved));
 	g.chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
 	if (!g.resolved || !g.chunks) {
 		free(g.resolved);
@@ -616,6 +684,7 @@ static PyObject *module_prepare(uint32_t idx, const char *name)
 	if (g.state[idx] == MOD_BAD)
 		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	prefetch_end();
 	/* Relocation (a taken base, or a position-independent interpreter)
 	 * writes a pointer in every object: then every span is copied. */
 	relocating = g.ar.delta || g.ctx.bias;
@@ -954,10 +1023,99 @@ static int import_machinery(void)
 
 static void exit_summary(void)
 {
-	if (g.enabled)
-		fprintf(stderr,
-			"pycds: %s: %llu hits, %llu misses, %llu stale, %llu rejected\n",
-			g.path, g.hits, g.misses, g.stale, g.rejected);
+	uint64_t c;
+
+	if (!g.enabled)
+		return;
+	fprintf(stderr,
+		"pycds: %s: %llu hits, %llu misses, %llu stale, %llu rejected\n",
+		g.path, g.hits, g.misses, g.stale, g.rejected);
+	/* Where the process's private copies come from, per 2 MiB chunk:
+	 * what it asked for, and whether the chunk became a huge page. */
+	for (c = 0; g.huge && c <= g.map_size / HUGE_CHUNK; c++)
+		if (g.asked[c] || g.huge[c] == CHUNK_COPIED)
+			fprintf(stderr, "pycds: %s: chunk %llu: %u kB asked, %s\n",
+				g.path, (unsigned long long)c, g.asked[c] >> 10,
+				g.huge[c] == CHUNK_COPIED ? "huge page"
+				: g.huge[c] == CHUNK_PENDING ? "pages"
+							     : "not eligible");
+}
+
+/*
+ * Read-ahead of the archive into the page cache, for archives on a disk
+ * whose pages may have been evicted: without it every first use of a
+ * module waits for its pages.  On a tmpfs the file is memory: nothing to
+ * do.  "uring" hands POSIX_FADV_WILLNEED to io_uring, which runs it in a
+ * kernel worker while start-up goes on; "sync" calls posix_fadvise(),
+ * which queues the reads itself before returning.
+ */
+#define PYCDS_TMPFS_MAGIC 0x01021994
+#define PYCDS_RAMFS_MAGIC 0x858458f6
+
+static int prefetch_policy(int fd)
+{
+	const char *pf = getenv("PYCDS_PREFETCH");
+	struct statfs sfs;
+
+	if (pf && !strcmp(pf, "none"))
+		return PREFETCH_NONE;
+	if (pf && !strcmp(pf, "sync"))
+		return PREFETCH_SYNC;
+	if (pf && !strcmp(pf, "uring"))
+		return PREFETCH_URING;
+	/* auto */
+	if (fstatfs(fd, &sfs) || sfs.f_type == PYCDS_TMPFS_MAGIC ||
+	    sfs.f_type == (typeof(sfs.f_type))PYCDS_RAMFS_MAGIC)
+		return PREFETCH_NONE;
+	return PREFETCH_URING;
+}
+
+static void prefetch_start(int fd, size_t size)
+{
+	struct io_uring_sqe *sqe;
+
+	g.prefetch = prefetch_policy(fd);
+	if (g.prefetch == PREFETCH_SYNC) {
+		posix_fadvise(fd, 0, size, POSIX_FADV_WILLNEED);
+		return;
+	}
+	if (g.prefetch != PREFETCH_URING)
+		return;
+	if (io_uring_queue_init(2, &g.ring, 0))
+		goto sync;
+	sqe = io_uring_get_sqe(&g.ring);
+	if (!sqe) {
+		io_uring_queue_exit(&g.ring);
+		goto sync;
+	}
+	io_uring_prep_fadvise(sqe, fd, 0, size, POSIX_FADV_WILLNEED);
+	if (io_uring_submit(&g.ring) != 1) {
+		io_uring_queue_exit(&g.ring);
+		goto sync;
+	}
+	g.ring_live = 1;
+	g.ring_pid = getpid();
+	return;
+sync:
+	/* No io_uring (seccomp, io_uring_disabled, old kernel). */
+	g.prefetch = PREFETCH_SYNC;
+	posix_fadvise(fd, 0, size, POSIX_FADV_WILLNEED);
+}
+
+/* Reap the prefetch and drop the ring: the read-ahead it queued goes on
+ * without it. */
+static void prefetch_end(void)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!g.ring_live)
+		return;
+	/* A child of fork() shares the ring's memory with its parent: it
+	 * leaves the completion to the parent and only drops its copy. */
+	if (getpid() == g.ring_pid && !io_uring_wait_cqe(&g.ring, &cqe))
+		io_uring_cqe_seen(&g.ring, cqe);
+	io_uring_queue_exit(&g.ring);
+	g.ring_live = 0;
 }
 
 /* Transparent huge pages for anonymous memory, always or on request? */
@@ -991,7 +1149,8 @@ static int prefault_policy(void)
 		return PF_READ;
 	if (pf && !strcmp(pf, "write"))
 		return PF_WRITE;
-	return thp_available() ? PF_HUGE : PF_WRITE;
+	/* Whether the kernel has huge pages is asked on first need. */
+	return PF_HUGE;
 }
 
 static int enable_path(PyObject *module, const char *path)
@@ -1025,6 +1184,8 @@ static int enable_path(PyObject *module, const char *path)
 		}
 	}
 	g.prefault = prefault_policy();
+	g.thp = -1;
+	prefetch_start(g.fd, g.map_size);
 	if (archive_check(&g.ar, &g.image, err, sizeof(err)))
 		goto reject;
 	g.state = calloc(g.ar.hdr->nr_modules ? g.ar.hdr->nr_modules : 1, 1);
@@ -1070,6 +1231,7 @@ static int enable_path(PyObject *module, const char *path)
 	}
 	return 1;
 reject:
+	prefetch_end();
 	munmap(g.map, g.map_size);
 	g.map = NULL;
 	close(g.fd);
@@ -1104,7 +1266,7 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 	(void)self;
 	(void)noargs;
 	return Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "archive",
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:s}", "archive",
 		g.path, "base",
 		g.enabled ? PyLong_FromVoidPtr(g.map) : Py_NewRef(Py_None),
 		"preferred_base",
@@ -1117,7 +1279,10 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		(unsigned long long)g.map_size, "interned", g.interned,
 		"redirected", g.redirected, "prepare_ns", g.prepare_ns,
 		"image_bias", (unsigned long long)g.ctx.bias, "huge_chunks",
-		g.huge_chunks);
+		g.huge_chunks, "prefetch",
+		g.prefetch == PREFETCH_URING  ? "uring"
+		: g.prefetch == PREFETCH_SYNC ? "sync"
+					      : "none");
 }
 
 /* ---- verify: every module, in-process, against this interpreter ---- */
