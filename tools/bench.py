@@ -253,26 +253,43 @@ def bench_prefetch(python, script, archive, outdir, rounds=8):
             "rounds": rounds, "ms": med}
 
 
-def bench_top_overhead(top, python, script, archive, rounds=4, per=10):
+def bench_top_overhead(top, python, script, archive, rounds=8, per=10):
     """stdlib6 from its archive with and without pycds-top attached:
-    blocks of runs, alternating detached and attached."""
+    blocks of runs, detached and attached, the block order swapped every
+    round so drift in the machine falls on both alike.  The overhead is
+    the median over rounds of each round's ratio of medians."""
     env = dict(base_env(), PYCDS_ARCHIVE=archive)
     argv = [python, script]
-    off, on = [], []
-    for _ in range(rounds):
-        for _ in range(per):
-            off.append(spawn_time(argv, env))
+    off, on, ratios = [], [], []
+
+    def detached():
+        return [spawn_time(argv, env) for _ in range(per)]
+
+    def attached():
         t = subprocess.Popen([top, "-b", "-d", "3600", "--python", python],
                              stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
         t.stderr.readline()             # "attached ..."
-        for _ in range(per):
-            on.append(spawn_time(argv, env))
-        t.terminate()
-        t.wait()
-    a, b = statistics.median(off), statistics.median(on)
-    return {"detached_ms": a * 1e3, "attached_ms": b * 1e3,
-            "overhead": b / a - 1}
+        try:
+            return [spawn_time(argv, env) for _ in range(per)]
+        finally:
+            t.terminate()
+            t.wait()
+
+    for r in range(rounds):
+        if r % 2:
+            b = attached()
+            a = detached()
+        else:
+            a = detached()
+            b = attached()
+        off += a
+        on += b
+        ratios.append(statistics.median(b) / statistics.median(a))
+    return {"detached_ms": statistics.median(off) * 1e3,
+            "attached_ms": statistics.median(on) * 1e3,
+            "overhead": statistics.median(ratios) - 1,
+            "round_overheads": [x - 1 for x in ratios]}
 
 
 def main():
@@ -390,10 +407,13 @@ def main():
         top = os.environ.get("PYCDS_TOP")
         if top and os.geteuid() == 0 and s6:
             ov = bench_top_overhead(top, python, s6[0][0], s6[0][1])
+            spread = ", ".join(f"{x * 100:+.1f}" for x in
+                               sorted(ov["round_overheads"]))
             print(f"pycds-top attached, stdlib6 from its archive: "
                   f"{ov['attached_ms']:.1f} ms against "
-                  f"{ov['detached_ms']:.1f} ms detached "
-                  f"({ov['overhead'] * 100:+.1f}%)")
+                  f"{ov['detached_ms']:.1f} ms detached; overhead "
+                  f"{ov['overhead'] * 100:+.1f}% (median of "
+                  f"{len(ov['round_overheads'])} rounds: {spread})")
             result["top"] = ov
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
