@@ -101,8 +101,9 @@ def stop_group(procs):
         p.wait()
 
 
-def measure(python, script, n, archive=None):
-    env = base_env(**({"PYCDS_ARCHIVE": archive} if archive else {}))
+def measure(python, script, n, archive=None, **extra):
+    env = base_env(**({"PYCDS_ARCHIVE": archive} if archive else {}),
+                   **extra)
     procs = start_group(python, script, n, env)
     try:
         time.sleep(0.2)
@@ -165,12 +166,16 @@ def main():
           f"workload; archives on {fs}")
     print(f"{'workload':<14}{'PSS stock':>11}{'PSS pycds':>11}{'saved':>7}"
           f"{'map rss':>9}{'copied':>8}{'shared':>8}{'clean':>7}"
-          f"{'pmd':>7}{'flt stock':>10}{'flt pycds':>10}")
+          f"{'pmd':>7}{'flt stock':>10}{'flt pycds':>10}"
+          f"{'PSS write':>11}{'flt write':>10}")
     for s, name in built.items():
         archive = os.path.join(where, name)
         stock = measure(python, s, a.n)
         fast = measure(python, s, a.n, archive)
+        # The same without huge pages for the copies (PYCDS_PREFAULT=write).
+        small = measure(python, s, a.n, archive, PYCDS_PREFAULT="write")
         ps, pf = sum(r["pss"] for r in stock), sum(r["pss"] for r in fast)
+        pw = sum(r["pss"] for r in small)
         rss = statistics.median(r["Rss"] for r in fast)
         anon = statistics.median(r["Anonymous"] for r in fast)
         pmd = statistics.median(r["ShmemPmdMapped"] for r in fast)
@@ -180,7 +185,9 @@ def main():
               f"{rss:>7.0f}kB{anon:>6.0f}kB{rss - anon:>6.0f}kB"
               f"{clean * 100:>6.0f}%{pmd:>5.0f}kB"
               f"{statistics.median(r['minflt'] for r in stock):>10.0f}"
-              f"{statistics.median(r['minflt'] for r in fast):>10.0f}")
+              f"{statistics.median(r['minflt'] for r in fast):>10.0f}"
+              f"{pw / 1024:>9.1f}MB"
+              f"{statistics.median(r['minflt'] for r in small):>10.0f}")
     if use_loader:
         subprocess.run([loader, "--unmount", "--mount", mnt],
                        capture_output=True)

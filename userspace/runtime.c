@@ -42,14 +42,6 @@
 
 enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
 
-/* An open-addressing table from names pool index to its canonical str:
- * its size follows the names a process uses, not the archive's (an array
- * indexed by pool entry would fault in a fresh page for most lookups of a
- * small program using a big archive). */
-struct resolved {
-	uint32_t key;			/* pool index + 1; 0: empty */
-	PyObject *str;
-};
 
 /* PYCDS_PREFETCH policies. */
 enum prefetch { PREFETCH_NONE = 0, PREFETCH_SYNC, PREFETCH_URING };
@@ -93,8 +85,7 @@ static struct {
 	int ring_live;
 	pid_t ring_pid;			/* the process that submitted it */
 	int prefetch;			/* enum prefetch actually used */
-	struct resolved *resolved;	/* canonical str per pool entry used */
-	uint32_t nr_resolved, resolved_cap;
+	PyObject **resolved;		/* canonical str per pool entry */
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
 	/* In this order: pycds-top may read them from the process's memory
@@ -532,51 +523,14 @@ static void names_prefault(const struct pycds_name *n)
 	}
 }
 
-static struct resolved *resolved_slot(uint32_t idx)
-{
-	uint32_t mask = g.resolved_cap - 1;
-	uint32_t pos = (idx * 0x9E3779B1u) & mask;
-
-	while (g.resolved[pos].key && g.resolved[pos].key != idx + 1)
-		pos = (pos + 1) & mask;
-	return &g.resolved[pos];
-}
-
-/* Room for one more entry; grows at half full.  Returns -1 if out of
- * memory. */
-static int resolved_reserve(void)
-{
-	struct resolved *old = g.resolved;
-	uint32_t i, cap = g.resolved_cap;
-
-	if ((g.nr_resolved + 1) * 2 <= g.resolved_cap)
-		return 0;
-	g.resolved = calloc(cap * 2, sizeof(*g.resolved));
-	if (!g.resolved) {
-		g.resolved = old;
-		return -1;
-	}
-	g.resolved_cap = cap * 2;
-	for (i = 0; i < cap; i++)
-		if (old[i].key)
-			*resolved_slot(old[i].key - 1) = old[i];
-	free(old);
-	return 0;
-}
-
 static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 {
-	struct resolved *r = resolved_slot(idx);
 	PyObject *o, *t;
 
-	if (r->key)
-		return r->str;
+	if (idx < g.ar.hdr->nr_names && g.resolved[idx])
+		return g.resolved[idx];
 	if (pycds_name_check(&g.ar, idx, &g.ctx, err, errlen))
 		return NULL;
-	if (resolved_reserve()) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
 	names_prefault(pycds_name_get(&g.ar, idx));
 	pycds_name_relocate(&g.ar, idx, g.ctx.bias);
 	o = pycds_name_entry(&g.ar, idx);
@@ -591,10 +545,7 @@ static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 	Py_INCREF(t);
 	PyUnicode_InternInPlace(&t);
 	g.interned++;
-	r = resolved_slot(idx);
-	r->key = idx + 1;
-	r->str = t;
-	g.nr_resolved++;
+	g.resolved[idx] = t;
 	return t;
 }
 
@@ -604,8 +555,8 @@ static int names_prepare(char *err, size_t errlen)
 
 	if (g.resolved)
 		return 0;
-	g.resolved_cap = 256;
-	g.resolved = calloc(g.resolved_cap, sizeof(*g.resolved));
+	g.resolved = calloc(g.ar.hdr->nr_names ? g.ar.hdr->nr_names : 1,
+			    sizeof(*g.resolved));
 	g.chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
 	if (!g.resolved || !g.chunks) {
 		free(g.resolved);
