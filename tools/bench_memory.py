@@ -2,12 +2,14 @@
 """Memory across processes: N concurrent processes of each workload, stock
 and with an archive, each paused after its work.
 
-Per process with the archive: the archive mapping's resident kB, how much
-of it the process copied on write (its Anonymous kB: on tmpfs the page
-cache itself reads as dirty, so Private_Dirty is not the copied amount),
-the rest (still the shared page cache), and ShmemPmdMapped.  For both:
-the total PSS of the N processes (smaps_rollup) and minor faults per
-start (/proc/PID/stat).
+Per process with the archive: the resident kB of the archive's address
+range (the file mapping and the huge pages the runtime put in place of
+chunks it copies anyway), how much of it is the process's own copy (its
+Anonymous kB: on tmpfs the page cache itself reads as dirty, so
+Private_Dirty is not the copied amount), the rest (still the shared page
+cache), and ShmemPmdMapped.  For each: the total PSS of the N processes
+(smaps_rollup) and minor faults per start (/proc/PID/stat), also with
+PYCDS_PREFAULT=write (copies taken page by page, no huge pages).
 
 Environment: PYCDS, PYCDS_PYTHON, PYCDS_WORKLOADS, and PYCDS_LOADER to
 publish on a huge-page tmpfs (root), else archives stay where built.
