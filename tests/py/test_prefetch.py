@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """PYCDS_PREFETCH: read-ahead of the archive through io_uring, posix_fadvise
-or not at all; auto picks none on a tmpfs and io_uring on a disk.  Every
+or not at all (the default); auto picks none on a tmpfs and io_uring on a
+disk.  Every
 policy gives stock's output, and a fork() between mapping and the first
 module (the io_uring completion still pending) leaves parent and child
 both working."""
@@ -47,7 +48,7 @@ def uring_allowed():
         return True
 
 
-t = Tap(1 + 5 * 2 + 2)
+t = Tap(1 + 6 * 2 + 2)
 tmp = scratch()
 site = site_dir()
 script = os.path.join(WORKLOADS, "stdlib6.py")
@@ -66,11 +67,12 @@ if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     taplib.at_end(os.unlink, shm)
 stock = run([PYTHON, "-S", script])
 want_uring = "uring" if uring_allowed() else "sync"
-CASES = [("on disk, auto", disk, None, want_uring),
+CASES = [("on disk, default", disk, None, "none"),
+         ("on disk, PYCDS_PREFETCH=auto", disk, "auto", want_uring),
          ("on disk, PYCDS_PREFETCH=sync", disk, "sync", "sync"),
          ("on disk, PYCDS_PREFETCH=none", disk, "none", "none"),
          ("on disk, PYCDS_PREFETCH=uring", disk, "uring", want_uring),
-         ("on /dev/shm, auto", shm, None, "none")]
+         ("on /dev/shm, PYCDS_PREFETCH=auto", shm, "auto", "none")]
 for what, archive, policy, want in CASES:
     if archive is None:
         t.skip_n(2, what, "no writable /dev/shm")
