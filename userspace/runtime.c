@@ -418,7 +418,12 @@ static int chunk_copy(uint64_t c)
 				memcpy(tmp + i * PYCDS_PAGE_SIZE,
 				       dst + i * PYCDS_PAGE_SIZE, PYCDS_PAGE_SIZE);
 	} else {
-		madvise(dst, HUGE_CHUNK, MADV_POPULATE_READ);
+		/* Fails where a page cannot be read (the file shrank under
+		 * the mapping, an old kernel): then no copy at all. */
+		if (madvise(dst, HUGE_CHUNK, MADV_POPULATE_READ)) {
+			munmap(tmp, HUGE_CHUNK);
+			return -1;
+		}
 		memcpy(tmp, dst, HUGE_CHUNK);
 	}
 	if (mremap(tmp, HUGE_CHUNK, HUGE_CHUNK, MREMAP_MAYMOVE | MREMAP_FIXED,
