@@ -5,6 +5,7 @@ Run by `pycds build` with the target interpreter, under PYTHONHASHSEED=0 so
 that the same inputs give a byte-identical archive.  Module bodies are never
 executed: sources are compiled the way importlib compiles them.
 """
+import importlib.machinery
 import os
 import sys
 
@@ -35,6 +36,9 @@ def read_records(paths):
 
 def compile_module(name, origin):
     """(entry, None) or (None, reason)."""
+    if origin.endswith(tuple(importlib.machinery.BYTECODE_SUFFIXES)):
+        return None, (f"no source, only {origin}: sourceless modules are "
+                      "not archived (the normal import system serves them)")
     for _ in range(3):
         try:
             st = os.stat(origin)

@@ -1294,7 +1294,7 @@ static PyObject *record_path;
 
 static PyObject *pycds_record(PyObject *self, PyObject *noargs)
 {
-	PyObject *modules = PyImport_GetModuleDict(), *items, *sfl;
+	PyObject *modules = PyImport_GetModuleDict(), *items, *sfl, *pyc;
 	PyObject *out = NULL;
 	Py_ssize_t i, n;
 	int fd;
@@ -1306,6 +1306,13 @@ static PyObject *pycds_record(PyObject *self, PyObject *noargs)
 	sfl = bootstrap_attr("SourceFileLoader");
 	if (!sfl)
 		return NULL;
+	/* Sourceless modules are recorded too, so that the build can say
+	 * they are left out. */
+	pyc = bootstrap_attr("SourcelessFileLoader");
+	if (!pyc) {
+		Py_DECREF(sfl);
+		return NULL;
+	}
 	items = PyDict_Items(modules);
 	if (!items)
 		goto out_sfl;
@@ -1323,7 +1330,8 @@ static PyObject *pycds_record(PyObject *self, PyObject *noargs)
 		loader = PyObject_GetAttrString(spec, "loader");
 		origin = PyObject_GetAttrString(spec, "origin");
 		if (!loader || !origin || !PyUnicode_Check(origin) ||
-		    PyObject_IsInstance(loader, sfl) != 1 ||
+		    (PyObject_IsInstance(loader, sfl) != 1 &&
+		     PyObject_IsInstance(loader, pyc) != 1) ||
 		    !PyUnicode_Check(PyTuple_GET_ITEM(kv, 0)))
 			goto next;
 		name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kv, 0));
@@ -1357,6 +1365,7 @@ next:
 	Py_DECREF(out);
 out_sfl:
 	Py_DECREF(sfl);
+	Py_DECREF(pyc);
 	if (PyErr_Occurred())
 		return NULL;
 	Py_RETURN_NONE;

@@ -10,7 +10,7 @@ from pycdslib import (OFF, PYCDS, PYTHON, Archive, Tap, build, describe,
                       pycds_lines, require, run, scratch, write_tree)
 
 require()
-t = Tap(41)
+t = Tap(44)
 tmp = scratch()
 app = os.path.join(tmp, "app")
 write_tree(app, {
@@ -187,6 +187,35 @@ t.ok(bm.returncode == 0 and {"json", "json.decoder", "email.parser",
 bm = build(mm, ["-m", "json,no_such_module_xyz"])
 t.ok("no_such_module_xyz" in bm.stderr,
      "build -m names a module it cannot import", describe(bm))
+
+# ---- a sourceless module: left out with a note, served as stock ----
+legacy = os.path.join(tmp, "legacy")
+write_tree(legacy, {
+    "oldmod_src.py": "WHAT = 'from a .pyc with no source'\n",
+    "main.py": "import oldmod, json\nprint(oldmod.WHAT, json.dumps(1))\n",
+})
+import py_compile
+py_compile.compile(os.path.join(legacy, "oldmod_src.py"),
+                   cfile=os.path.join(legacy, "oldmod.pyc"), doraise=True)
+os.unlink(os.path.join(legacy, "oldmod_src.py"))
+lmain = os.path.join(legacy, "main.py")
+lstock = run([PYTHON, lmain], cwd=legacy)
+la = os.path.join(tmp, "legacy.pycds")
+lb = build(la, ["--", PYTHON, lmain], cwd=legacy)
+t.ok(lb.returncode == 0 and re.search(
+         r"^pycds: left out oldmod: no source, only .*oldmod\.pyc", lb.stdout +
+         lb.stderr, re.M),
+     "build: a sourceless module is left out, with a note naming its .pyc",
+     describe(lb))
+lp = run([PYTHON, lmain], cwd=legacy, PYCDS_ARCHIVE=la)
+t.ok(lstock.returncode == 0 and lp.returncode == 0 and
+     lp.stdout == lstock.stdout == "from a .pyc with no source 1\n" and
+     not pycds_lines(lp.stderr),
+     "the sourceless module runs from its .pyc with the archive in use",
+     describe(lp))
+t.ok(os.path.isfile(la) and "oldmod" not in Archive(la).by_name and
+     "json" in Archive(la).by_name,
+     "the archive holds json but not the sourceless module")
 
 # ---- usage ----
 for argv, what in (([], "no arguments"),
