@@ -352,6 +352,26 @@ TEST_F(archive, rejects_intern_fixup_not_matching_pool)
 	EXPECT_EQ(-3, full_check(&self->s, NULL));
 }
 
+/* Module flags: the package and sourceless bits, and nothing else. */
+TEST_F(archive, accepts_known_module_flags_only)
+{
+	struct pycds_header *h = (void *)self->s.buf;
+	struct pycds_module *m = (void *)(self->s.buf + h->modules_off);
+	uint32_t bit;
+
+	for (bit = 0; bit < 32; bit++) {
+		m[1].flags = 1u << bit;
+		synth_sums(&self->s);
+		if (m[1].flags & (PYCDS_MOD_PACKAGE | PYCDS_MOD_SOURCELESS)) {
+			EXPECT_EQ(0, full_check(&self->s, NULL))
+				TH_LOG("flag bit %u refused", bit);
+		} else {
+			EXPECT_EQ(-2, full_check(&self->s, NULL))
+				TH_LOG("flag bit %u accepted", bit);
+		}
+	}
+}
+
 TEST_F(archive, looks_up_every_module)
 {
 	struct pycds_archive ar = synth_archive(&self->s);

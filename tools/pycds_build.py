@@ -6,8 +6,11 @@ that the same inputs give a byte-identical archive.  Module bodies are never
 executed: sources are compiled the way importlib compiles them.
 """
 import importlib.machinery
+import importlib.util
+import marshal
 import os
 import sys
+import types
 
 
 def fail(msg):
@@ -34,28 +37,45 @@ def read_records(paths):
     return found, conflicts
 
 
-def compile_module(name, origin):
-    """(entry, None) or (None, reason)."""
-    if origin.endswith(tuple(importlib.machinery.BYTECODE_SUFFIXES)):
-        return None, (f"no source, only {origin}: sourceless modules are "
-                      "not archived (the normal import system serves them)")
+def read_stable(origin):
+    """(bytes, stat) of a file read while it did not change, or (None,
+    reason)."""
     for _ in range(3):
         try:
             st = os.stat(origin)
             with open(origin, "rb") as f:
-                source = f.read()
+                data = f.read()
             after = os.stat(origin)
         except OSError as e:
             return None, f"cannot read {origin}: {e.strerror}"
         if (st.st_mtime_ns, st.st_size) == (after.st_mtime_ns, after.st_size):
-            break
-    else:
-        return None, f"{origin} keeps changing"
+            return data, st
+    return None, f"{origin} keeps changing"
+
+
+def compile_module(name, origin):
+    """(entry, None) or (None, reason)."""
+    data, st = read_stable(origin)
+    if data is None:
+        return None, st
+    is_package = os.path.basename(origin).startswith("__init__.")
+    if origin.endswith(tuple(importlib.machinery.BYTECODE_SUFFIXES)):
+        # A sourceless module: its code is what the .pyc holds, loaded as
+        # SourcelessFileLoader does (header checked, then unmarshalled).
+        if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+            return None, f"{origin} is not a .pyc of this interpreter"
+        try:
+            code = marshal.loads(data[16:])
+        except (EOFError, ValueError, TypeError) as e:
+            return None, f"{origin} does not unmarshal: {e}"
+        if not isinstance(code, types.CodeType):
+            return None, f"{origin} does not hold a code object"
+        return (name, origin, is_package, int(st.st_mtime), st.st_size,
+                code, True), None
     try:
-        code = compile(source, origin, "exec", dont_inherit=True, optimize=-1)
+        code = compile(data, origin, "exec", dont_inherit=True, optimize=-1)
     except (SyntaxError, ValueError) as e:
         return None, f"does not compile: {e}"
-    is_package = os.path.basename(origin) == "__init__.py"
     return (name, origin, is_package, int(st.st_mtime), st.st_size, code), None
 
 

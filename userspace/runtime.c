@@ -98,6 +98,9 @@ static struct {
 	PyObject *source_loader;	/* SourceFileLoader */
 	PyObject *base_get_code;	/* SourceLoader.get_code */
 	PyObject *archive_loader;	/* our SourceFileLoader subclass */
+	PyObject *pyc_loader;		/* SourcelessFileLoader */
+	PyObject *pyc_get_code;		/* SourcelessFileLoader.get_code */
+	PyObject *archive_pyc_loader;	/* our SourcelessFileLoader subclass */
 	PyObject *finder;
 } g;
 
@@ -750,6 +753,7 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 {
 	const struct pycds_module *m;
 	PyObject *self, *name, *path, *code;
+	int sourceless;
 	long idx;
 
 	(void)module;
@@ -760,12 +764,21 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	}
 	self = args[0];
 	name = args[1];
+	sourceless = g.archive_pyc_loader &&
+		     PyObject_TypeCheck(self,
+					(PyTypeObject *)g.archive_pyc_loader);
 	if (!g.enabled || g.damaged || !PyUnicode_Check(name))
 		goto fallback;
 	idx = lookup_str(name);
 	if (idx < 0)
 		goto fallback;
 	m = pycds_module_get(&g.ar, (uint32_t)idx);
+	/* Archived from a source file and asked for by a sourceless loader,
+	 * or the other way round: not the same module. */
+	if (!(m->flags & PYCDS_MOD_SOURCELESS) != !sourceless) {
+		g.misses++;
+		goto fallback;
+	}
 	path = PyObject_GetAttrString(self, "path");
 	if (!path)
 		return NULL;
@@ -789,16 +802,19 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	STAP_PROBE1(pycds, module__served, probe_name(name));
 	return Py_NewRef(code);
 fallback:
-	return PyObject_CallFunctionObjArgs(g.base_get_code, self, name, NULL);
+	return PyObject_CallFunctionObjArgs(sourceless ? g.pyc_get_code
+						       : g.base_get_code,
+					    self, name, NULL);
 }
 
 static PyMethodDef loader_get_code_def = {
 	"get_code", (PyCFunction)(void (*)(void))loader_get_code, METH_FASTCALL,
-	"Return the module's code object from the archive when its source is "
-	"unchanged, else compile or load it as SourceFileLoader does.",
+	"Return the module's code object from the archive when its file is "
+	"unchanged, else load it as the base loader does.",
 };
 
-static PyObject *make_loader_type(PyObject *module)
+static PyObject *make_loader_type(PyObject *module, const char *name,
+				  PyObject *base, const char *doc)
 {
 	PyObject *func, *meth, *dict, *type = NULL;
 
@@ -810,13 +826,11 @@ static PyObject *make_loader_type(PyObject *module)
 	if (!meth)
 		return NULL;
 	dict = Py_BuildValue("{s:N,s:s,s:s}", "get_code", meth, "__module__",
-			     "_pycds", "__doc__",
-			     "A SourceFileLoader whose code objects come from a "
-			     "pycds archive.");
+			     "_pycds", "__doc__", doc);
 	if (!dict)
 		return NULL;
-	type = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
-				     "ArchiveLoader", g.source_loader, dict);
+	type = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O", name,
+				     base, dict);
 	Py_DECREF(dict);
 	return type;
 }
@@ -864,10 +878,15 @@ static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
 		Py_DECREF(spec);
 		return NULL;
 	}
-	if ((PyObject *)Py_TYPE(loader) == g.source_loader &&
+	if ((((PyObject *)Py_TYPE(loader) == g.source_loader &&
+	      !(m->flags & PYCDS_MOD_SOURCELESS)) ||
+	     ((PyObject *)Py_TYPE(loader) == g.pyc_loader &&
+	      (m->flags & PYCDS_MOD_SOURCELESS))) &&
 	    origin_equal(m, origin)) {
 		PyObject *ours = PyObject_CallFunctionObjArgs(
-			g.archive_loader, name, origin, NULL);
+			m->flags & PYCDS_MOD_SOURCELESS ? g.archive_pyc_loader
+							: g.archive_loader,
+			name, origin, NULL);
 
 		if (!ours || PyObject_SetAttrString(spec, "loader", ours)) {
 			Py_XDECREF(ours);
@@ -974,7 +993,11 @@ static int import_machinery(void)
 	if (!g.find_spec || !g.source_loader)
 		return -1;
 	g.base_get_code = PyObject_GetAttrString(g.source_loader, "get_code");
-	return g.base_get_code ? 0 : -1;
+	g.pyc_loader = bootstrap_attr("SourcelessFileLoader");
+	g.pyc_get_code = g.pyc_loader ? PyObject_GetAttrString(g.pyc_loader,
+							       "get_code")
+				      : NULL;
+	return g.base_get_code && g.pyc_get_code ? 0 : -1;
 }
 
 static void exit_summary(void)
@@ -1155,11 +1178,20 @@ static int enable_path(PyObject *module, const char *path)
 	pycds_image_ctx_fill(&g.ctx, &g.image);
 	if (import_machinery())
 		return -1;
-	g.archive_loader = make_loader_type(module);
-	if (!g.archive_loader)
+	g.archive_loader = make_loader_type(
+		module, "ArchiveLoader", g.source_loader,
+		"A SourceFileLoader whose code objects come from a pycds "
+		"archive.");
+	g.archive_pyc_loader = make_loader_type(
+		module, "ArchiveSourcelessLoader", g.pyc_loader,
+		"A SourcelessFileLoader whose code objects come from a pycds "
+		"archive.");
+	if (!g.archive_loader || !g.archive_pyc_loader)
 		return -1;
 	/* Reachable by name, like any class (pickle, introspection). */
-	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader))
+	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader) ||
+	    PyObject_SetAttrString(module, "ArchiveSourcelessLoader",
+				   g.archive_pyc_loader))
 		return -1;
 	if (install_finder())
 		return -1;

@@ -69,6 +69,7 @@ struct writer {
 struct wmodule {
 	PyObject *name, *origin;
 	int is_package;
+	int sourceless;
 	int64_t mtime;
 	uint64_t size;
 	uint32_t start[PYCDS_NR_REGIONS], end[PYCDS_NR_REGIONS];
@@ -798,7 +799,8 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		memcpy(names + nameoff, s, len);
 		nameoff += len;
 
-		me[i].flags = m->is_package ? PYCDS_MOD_PACKAGE : 0;
+		me[i].flags = (m->is_package ? PYCDS_MOD_PACKAGE : 0) |
+			      (m->sourceless ? PYCDS_MOD_SOURCELESS : 0);
 		me[i].src_mtime = m->mtime;
 		me[i].src_size = m->size;
 		me[i].root = l.region_off[PYCDS_REGION_CODE] + m->root.off;
@@ -928,9 +930,10 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE)
  *
- * modules: a sequence of (name, origin, is_package, mtime, size, code), in
- * the order a process is expected to import them: objects and names are
- * laid out in that order.
+ * modules: a sequence of (name, origin, is_package, mtime, size, code
+ * [, sourceless]), in the order a process is expected to import them:
+ * objects and names are laid out in that order.  sourceless: origin is a
+ * .pyc with no source, and mtime and size are its own.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
@@ -980,11 +983,13 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 		long long mtime;
 		unsigned long long size;
 
+		m->sourceless = 0;
 		if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i),
-				      "UUpLKO!;module entries are (name, origin, "
-				      "is_package, mtime, size, code)",
+				      "UUpLKO!|p;module entries are (name, origin, "
+				      "is_package, mtime, size, code[, sourceless])",
 				      &m->name, &m->origin, &m->is_package,
-				      &mtime, &size, &PyCode_Type, &code))
+				      &mtime, &size, &PyCode_Type, &code,
+				      &m->sourceless))
 			goto out;
 		m->mtime = mtime;
 		m->size = size;

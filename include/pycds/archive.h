@@ -102,6 +102,9 @@ struct pycds_header {
 };
 
 #define PYCDS_MOD_PACKAGE	0x1u
+/* The module came from a sourceless .pyc: origin is that file, and
+ * src_mtime/src_size are its own. */
+#define PYCDS_MOD_SOURCELESS	0x2u
 
 /*
  * One module.  Its objects lie in one span of each region, and its entries

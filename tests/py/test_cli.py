@@ -188,34 +188,57 @@ bm = build(mm, ["-m", "json,no_such_module_xyz"])
 t.ok("no_such_module_xyz" in bm.stderr,
      "build -m names a module it cannot import", describe(bm))
 
-# ---- a sourceless module: left out with a note, served as stock ----
+# ---- a sourceless module (.pyc, no source): archived and served ----
 legacy = os.path.join(tmp, "legacy")
 write_tree(legacy, {
     "oldmod_src.py": "WHAT = 'from a .pyc with no source'\n",
-    "main.py": "import oldmod, json\nprint(oldmod.WHAT, json.dumps(1))\n",
+    "oldpkg_src.py": "PKG = 'package'\n",
+    "main.py": ("import oldmod, oldpkg, json, _pycds\n"
+                "print(oldmod.WHAT, oldpkg.PKG, json.dumps(1))\n"
+                "print(type(oldmod.__loader__).__name__, oldmod.__file__ == "
+                "oldmod.__spec__.origin, oldmod.__loader__.get_source("
+                "'oldmod'))\n"),
 })
 import py_compile
-py_compile.compile(os.path.join(legacy, "oldmod_src.py"),
-                   cfile=os.path.join(legacy, "oldmod.pyc"), doraise=True)
-os.unlink(os.path.join(legacy, "oldmod_src.py"))
+
+
+def make_pyc(src, dst):
+    py_compile.compile(src, cfile=dst, doraise=True)
+    os.unlink(src)
+
+
+os.makedirs(os.path.join(legacy, "oldpkg"))
+make_pyc(os.path.join(legacy, "oldmod_src.py"), os.path.join(legacy, "oldmod.pyc"))
+make_pyc(os.path.join(legacy, "oldpkg_src.py"),
+         os.path.join(legacy, "oldpkg", "__init__.pyc"))
 lmain = os.path.join(legacy, "main.py")
 lstock = run([PYTHON, lmain], cwd=legacy)
 la = os.path.join(tmp, "legacy.pycds")
 lb = build(la, ["--", PYTHON, lmain], cwd=legacy)
-t.ok(lb.returncode == 0 and re.search(
-         r"^pycds: left out oldmod: no source, only .*oldmod\.pyc", lb.stdout +
-         lb.stderr, re.M),
-     "build: a sourceless module is left out, with a note naming its .pyc",
+LA = Archive(la) if lb.returncode == 0 and os.path.isfile(la) else None
+t.ok(LA and {"oldmod", "oldpkg", "json"} <= set(LA.by_name) and
+     LA.by_name["oldmod"]["origin"].endswith("oldmod.pyc"),
+     "build: sourceless modules are archived from their .pyc",
      describe(lb))
-lp = run([PYTHON, lmain], cwd=legacy, PYCDS_ARCHIVE=la)
+lp = run([PYTHON, "-c", "import runpy, sys, _pycds; sys.argv = [sys.argv[1]];"
+          " runpy.run_path(sys.argv[0], run_name='__main__');"
+          " print(_pycds.stats()['hits'], file=sys.stderr)", lmain],
+         cwd=legacy, PYCDS_ARCHIVE=la)
+want = lstock.stdout.replace("SourcelessFileLoader", "ArchiveSourcelessLoader")
 t.ok(lstock.returncode == 0 and lp.returncode == 0 and
-     lp.stdout == lstock.stdout == "from a .pyc with no source 1\n" and
-     not pycds_lines(lp.stderr),
-     "the sourceless module runs from its .pyc with the archive in use",
-     describe(lp))
-t.ok(os.path.isfile(la) and "oldmod" not in Archive(la).by_name and
-     "json" in Archive(la).by_name,
-     "the archive holds json but not the sourceless module")
+     lstock.stdout.startswith("from a .pyc with no source package 1\n"
+                              "SourcelessFileLoader True None") and
+     lp.stdout == want and not pycds_lines(lp.stderr),
+     "served from the archive: same output, module attributes and "
+     "get_source() as stock", describe(lp) + "\nstock: " + lstock.stdout)
+# A rewritten .pyc (another size) is stale: the new one is used.
+with open(os.path.join(legacy, "oldmod_src.py"), "w") as f:
+    f.write("WHAT = 'from a newer .pyc, with more in it'\n")
+make_pyc(os.path.join(legacy, "oldmod_src.py"), os.path.join(legacy, "oldmod.pyc"))
+ls = run([PYTHON, "-c", "import oldmod, _pycds; print(oldmod.WHAT, "
+          "_pycds.stats()['stale'])"], cwd=legacy, PYCDS_ARCHIVE=la)
+t.ok(ls.returncode == 0 and ls.stdout == "from a newer .pyc, with more in it 1\n",
+     "a changed .pyc is stale and loaded as stock would", describe(ls))
 
 # ---- usage ----
 for argv, what in (([], "no arguments"),
