@@ -42,7 +42,6 @@
 
 enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
 
-
 /* PYCDS_PREFETCH policies. */
 enum prefetch { PREFETCH_NONE = 0, PREFETCH_SYNC, PREFETCH_URING };
 
@@ -194,7 +193,7 @@ static void *map_aligned(int fd, size_t size, int prot)
 	p = mmap((void *)a, size, prot, MAP_PRIVATE | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED) {
 		munmap(raw, span + HUGE_CHUNK);
-		return MAP_FAILED;
+		return mmap(NULL, size, prot, MAP_PRIVATE, fd, 0);
 	}
 	if (p > raw)
 		munmap(raw, p - raw);
