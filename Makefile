@@ -76,10 +76,10 @@ STAGED := $(VENV)/.staged
 
 all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages
 
-$(BUILD)/bench-pages: tools/bench_pages.c
+$(BUILD)/bench-pages: tools/bench_pages.c $(BUILD)/obj/userspace/archive.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(XXHASH_LIBS) -o $@
 
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)

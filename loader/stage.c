@@ -37,31 +37,6 @@ static int fail(char *err, size_t len, int e, const char *what)
 }
 
 /*
- * Map @out (already sized) at a 2 MiB-aligned address, so that a
- * huge=within_size tmpfs maps it with PMDs and filling it costs one fault
- * per 2 MiB.
- */
-static uint8_t *map_aligned(int fd, uint64_t size, int prot)
-{
-	uint64_t huge = 2ULL << 20;
-	uint8_t *raw, *p;
-
-	raw = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-		   -1, 0);
-	if (raw == MAP_FAILED)
-		return NULL;
-	p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-	if (p > raw)
-		munmap(raw, p - raw);
-	munmap(p + size, raw + size + huge - (p + size));
-	if (mmap(p, size, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
-		munmap(p, size);
-		return NULL;
-	}
-	return p;
-}
-
-/*
  * Fill @dst (a shared mapping of the new file) from @in with io_uring:
  * CHUNK-sized reads straight into the destination's page cache, DEPTH in
  * flight, no bounce buffer.  A short read means the source changed (or
@@ -165,7 +140,10 @@ int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen)
 		snprintf(err, errlen, "file too short for a header");
 		return -EINVAL;
 	}
-	p = map_aligned(fd, size, PROT_READ);
+	/* 2 MiB-aligned: a huge=within_size tmpfs maps it with PMDs and
+	 * reading it costs one fault per 2 MiB. */
+	p = pycds_map_aligned(fd, size, PROT_READ, MAP_SHARED,
+			      PYCDS_REGION_ALIGN);
 	if (!p)
 		return fail(err, errlen, errno, "mmap");
 	ret = verify_map(p, size, err, errlen);
@@ -217,7 +195,8 @@ int loader_stage(int dirfd, const char *src, const char *name, char *err,
 		ret = -EINVAL;
 		goto out_out;
 	}
-	dst = map_aligned(out, st.st_size, PROT_READ | PROT_WRITE);
+	dst = pycds_map_aligned(out, st.st_size, PROT_READ | PROT_WRITE,
+				MAP_SHARED, PYCDS_REGION_ALIGN);
 	if (!dst) {
 		ret = fail(err, errlen, errno, "mmap");
 		goto out_out;

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pycds/reader.h"
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -42,36 +44,19 @@ static double now_ms(void)
 	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-/* An anonymous range of SIZE bytes at a 2 MiB boundary. */
+/* Anonymous memory, or the file, at a 2 MiB boundary (so that the
+ * anonymous range can be a huge page, and a huge-page tmpfs can map the
+ * file with PMDs). */
 static uint8_t *anon_aligned(void)
 {
-	uint8_t *raw = mmap(NULL, SIZE + HUGE, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint8_t *p;
-
-	if (raw == MAP_FAILED)
-		return NULL;
-	p = (uint8_t *)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
-	if (p > raw)
-		munmap(raw, p - raw);
-	if (raw + SIZE + HUGE > p + SIZE)
-		munmap(p + SIZE, raw + SIZE + HUGE - (p + SIZE));
-	return p;
+	return pycds_map_aligned(-1, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+				 HUGE);
 }
 
-/* Map the file at a 2 MiB boundary (so a huge-page tmpfs can use PMDs). */
 static uint8_t *file_aligned(int fd)
 {
-	uint8_t *a = anon_aligned();
-
-	if (!a)
-		return NULL;
-	if (mmap(a, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-		 0) != a) {
-		munmap(a, SIZE);
-		return NULL;
-	}
-	return a;
+	return pycds_map_aligned(fd, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+				 HUGE);
 }
 
 static double once(int fd, enum method m)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* libxxhash's header-only build: no extra shared object to load at
  * interpreter start-up. */
@@ -651,4 +652,31 @@ const char *pycds_image_kind_name(unsigned int kind)
 	};
 
 	return kind && kind < PYCDS_IMG_NR_KINDS ? names[kind] : "?";
+}
+
+void *pycds_map_aligned(int fd, size_t size, int prot, int flags,
+			size_t align)
+{
+	size_t span = (size + PYCDS_PAGE_SIZE - 1) &
+		      ~(size_t)(PYCDS_PAGE_SIZE - 1);
+	uint8_t *raw, *p;
+	int e;
+
+	raw = mmap(NULL, span + align, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	p = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	if (mmap(p, size, prot, flags | MAP_FIXED | (fd < 0 ? MAP_ANONYMOUS : 0),
+		 fd, 0) == MAP_FAILED) {
+		e = errno;
+		munmap(raw, span + align);
+		errno = e;
+		return NULL;
+	}
+	if (p > raw)
+		munmap(raw, p - raw);
+	if (raw + span + align > p + span)
+		munmap(p + span, raw + span + align - (p + span));
+	return p;
 }

@@ -173,43 +173,14 @@ static int trust_check(int fd, char *err, size_t errlen)
 }
 
 /*
- * Map @fd at an address that is a multiple of 2 MiB, so that the file's
- * 2 MiB extents line up with page-middle-directory entries: the page cache
- * of a huge-page tmpfs can then be mapped whole, and a 2 MiB chunk can be
- * replaced by a huge page (see chunk_copy()).  The range is reserved first
- * and the file mapped over the reservation, so nothing else is replaced.
- */
-static void *map_aligned(int fd, size_t size, int prot)
-{
-	size_t span = (size + PYCDS_PAGE_SIZE - 1) & ~(size_t)(PYCDS_PAGE_SIZE - 1);
-	uint8_t *raw, *p;
-	uintptr_t a;
-
-	raw = mmap(NULL, span + HUGE_CHUNK, PROT_NONE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (raw == MAP_FAILED)
-		return mmap(NULL, size, prot, MAP_PRIVATE, fd, 0);
-	a = ((uintptr_t)raw + HUGE_CHUNK - 1) & ~(uintptr_t)(HUGE_CHUNK - 1);
-	p = mmap((void *)a, size, prot, MAP_PRIVATE | MAP_FIXED, fd, 0);
-	if (p == MAP_FAILED) {
-		munmap(raw, span + HUGE_CHUNK);
-		return mmap(NULL, size, prot, MAP_PRIVATE, fd, 0);
-	}
-	if (p > raw)
-		munmap(raw, p - raw);
-	if (raw + span + HUGE_CHUNK > p + span)
-		munmap(p + span, raw + span + HUGE_CHUNK - (p + span));
-	return p;
-}
-
-/*
  * Open, check ownership, and map @path.  With @fixed, try the preferred
  * base first.  Fills @ar (base, size, hdr, delta).  Returns the mapping;
- * with @keep_fd, the open file is left in *keep_fd.
+ * with @keep_fd, the open file is left in *keep_fd and its status in
+ * *kept.
  */
 static void *archive_map(const char *path, int fixed, int prot,
-			 struct pycds_archive *ar, int *keep_fd, char *err,
-			 size_t errlen)
+			 struct pycds_archive *ar, int *keep_fd,
+			 struct stat *kept, char *err, size_t errlen)
 {
 	struct pycds_header hdr;
 	struct stat st;
@@ -245,15 +216,23 @@ static void *archive_map(const char *path, int fixed, int prot,
 			p = MAP_FAILED;
 		}
 	}
-	if (p == MAP_FAILED)
-		p = map_aligned(fd, st.st_size, prot);
+	if (p == MAP_FAILED) {
+		/* Elsewhere, at a 2 MiB boundary of our choosing, so that the
+		 * file's 2 MiB extents still line up with PMDs (huge-page
+		 * tmpfs, chunk_copy()); failing that, where the kernel puts it. */
+		p = pycds_map_aligned(fd, st.st_size, prot, MAP_PRIVATE,
+				      HUGE_CHUNK);
+		if (!p)
+			p = mmap(NULL, st.st_size, prot, MAP_PRIVATE, fd, 0);
+	}
 	if (p == MAP_FAILED) {
 		snprintf(err, errlen, "cannot map: %s", strerror(errno));
 		goto out_close;
 	}
-	if (keep_fd)
+	if (keep_fd) {
 		*keep_fd = fd;
-	else
+		*kept = st;
+	} else
 		close(fd);
 	ar->base = p;
 	ar->size = st.st_size;
@@ -377,22 +356,16 @@ static int own_pages(const uint8_t *addr, uint64_t *own)
  */
 static int chunk_copy(uint64_t c)
 {
-	uint8_t *dst = g.map + c * HUGE_CHUNK, *raw, *tmp;
+	uint8_t *dst = g.map + c * HUGE_CHUNK, *tmp;
 	uint64_t own[HUGE_CHUNK / PYCDS_PAGE_SIZE / 64];
 	size_t done = 0, i;
 	struct stat st;
 	int from_fd;
 
-	raw = mmap(NULL, 2 * HUGE_CHUNK, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
+	tmp = pycds_map_aligned(-1, HUGE_CHUNK, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE, HUGE_CHUNK);
+	if (!tmp)
 		return -1;
-	tmp = (uint8_t *)(((uintptr_t)raw + HUGE_CHUNK - 1) &
-			  ~(uintptr_t)(HUGE_CHUNK - 1));
-	if (tmp > raw)
-		munmap(raw, tmp - raw);
-	if (raw + 2 * HUGE_CHUNK > tmp + HUGE_CHUNK)
-		munmap(tmp + HUGE_CHUNK, raw + 2 * HUGE_CHUNK - (tmp + HUGE_CHUNK));
 	madvise(tmp, HUGE_CHUNK, MADV_HUGEPAGE);
 	/*
 	 * Pages still shared with the page cache are read by the kernel
@@ -1135,6 +1108,7 @@ static int prefault_policy(void)
 static int enable_path(PyObject *module, const char *path)
 {
 	char err[PYCDS_ERR_LEN];
+	struct stat st;
 
 	free(g.path);
 	g.path = strdup(path);
@@ -1147,21 +1121,15 @@ static int enable_path(PyObject *module, const char *path)
 		return 0;
 	}
 	g.fd = -1;
-	g.map = archive_map(path, 1, PROT_READ | PROT_WRITE, &g.ar, &g.fd, err,
-			    sizeof(err));
+	g.map = archive_map(path, 1, PROT_READ | PROT_WRITE, &g.ar, &g.fd, &st,
+			    err, sizeof(err));
 	if (!g.map) {
 		set_error(path, err);
 		return 0;
 	}
 	g.map_size = g.ar.size;
-	{
-		struct stat st;
-
-		if (!fstat(g.fd, &st)) {
-			g.dev = st.st_dev;
-			g.ino = st.st_ino;
-		}
-	}
+	g.dev = st.st_dev;
+	g.ino = st.st_ino;
 	g.prefault = prefault_policy();
 	g.thp = -1;
 	prefetch_start(g.fd, g.map_size);
@@ -1295,8 +1263,8 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 				"cannot find the interpreter image");
 		return NULL;
 	}
-	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, NULL, err,
-			  sizeof(err));
+	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, NULL, NULL,
+			  err, sizeof(err));
 	Py_DECREF(bytes);
 	if (!map)
 		goto out;

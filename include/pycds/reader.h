@@ -133,4 +133,16 @@ uint64_t pycds_name_hash(const char *name, size_t len);
 const char *pycds_region_name(unsigned int id);
 const char *pycds_image_kind_name(unsigned int kind);
 
+/*
+ * Map @size bytes of @fd from offset 0, or anonymous memory when @fd is
+ * negative, with @prot and @flags (MAP_PRIVATE or MAP_SHARED) at an
+ * address that is a multiple of @align (a power of two, at least a page):
+ * with 2 MiB, a huge-page tmpfs file is mapped with PMDs and anonymous
+ * memory can be a transparent huge page.  The range is reserved first and
+ * the mapping placed over the reservation, so nothing else is replaced.
+ * Returns the mapping, or NULL with errno set.
+ */
+void *pycds_map_aligned(int fd, size_t size, int prot, int flags,
+			size_t align);
+
 #endif /* PYCDS_READER_H */
