@@ -7,11 +7,10 @@ hand, so the runner can first disturb what the copy relies on: the archive's
 descriptor closed, or another file put on its number, or the preferred base
 taken.  The output must equal stock's and the same modules must be served;
 where the chunk is copied, the range must hold anonymous huge pages."""
-import json
 import os
 
 from pycdslib import (PYTHON, WORKLOADS, Archive, Tap, build, describe, diff,
-                      pycds_lines, run, scratch, site_dir)
+                      parse_stats, pycds_lines, run, scratch, site_dir)
 
 RUNNER = r"""
 import ctypes, json, os, runpy, sys
@@ -51,7 +50,7 @@ for line in open("/proc/self/smaps"):
         cur = lo >= b and hi <= (e + 4095) // 4096 * 4096
     elif cur and head[0] == "AnonHugePages:":
         st["anon_huge_kb"] += int(head[1])
-print("HUGE-STATS " + json.dumps(st), file=sys.stderr)
+print("PYCDS-STATS " + json.dumps(st), file=sys.stderr)
 """
 
 CASES = [
@@ -71,13 +70,6 @@ def thp():
         return "[always]" in s or "[madvise]" in s
     except OSError:
         return False
-
-
-def stats_of(p):
-    for line in p.stderr.splitlines():
-        if line.startswith("HUGE-STATS "):
-            return json.loads(line[len("HUGE-STATS "):])
-    return None
 
 
 t = Tap(2 + len(CASES) * PER + 2)
@@ -100,7 +92,7 @@ for what, how, env in CASES:
     if how == "occupy":
         argv.append(hex(A.base + 8192))
     p = run(argv, PYTHONHASHSEED="5", **env)
-    st = stats_of(p) or {}
+    st = parse_stats(p.stderr) or {}
     t.ok(p.returncode == 0 and p.stdout == stock.stdout and
          not pycds_lines(p.stderr),
          f"{what}: exit 0, output identical to stock, no pycds: line",
@@ -134,7 +126,7 @@ with open(small, "w") as f:
 sa = os.path.join(tmp, "small.pycds")
 build(sa, ["--", PYTHON, small])
 p = run([PYTHON, "-S", "-c", RUNNER, sa, small, "plain", site])
-st = stats_of(p) or {}
+st = parse_stats(p.stderr) or {}
 t.ok(p.stdout == "1/3\n" and st.get("hits", 0) >= 1 and
      st.get("huge_chunks") == 0 and st.get("size", 1 << 30) < 2 << 20,
      f"a {st.get('size')}-byte archive: served, no chunk copied", st)

@@ -5,12 +5,11 @@ disk.  Every
 policy gives stock's output, and a fork() between mapping and the first
 module (the io_uring completion still pending) leaves parent and child
 both working."""
-import json
 import os
 import shutil
 
 from pycdslib import (PYTHON, WORKLOADS, Tap, build, describe, diff,
-                      pycds_lines, run, scratch, site_dir)
+                      parse_stats, pycds_lines, run, scratch, site_dir)
 
 RUNNER = r"""
 import json, os, runpy, sys
@@ -29,15 +28,8 @@ if fork == "fork":
     print("child exit", os.waitstatus_to_exitcode(status), flush=True)
 sys.argv = [script]
 runpy.run_path(script, run_name="__main__")
-print("PF-STATS " + json.dumps(_pycds.stats()), file=sys.stderr)
+print("PYCDS-STATS " + json.dumps(_pycds.stats()), file=sys.stderr)
 """
-
-
-def stats_of(p):
-    for line in p.stderr.splitlines():
-        if line.startswith("PF-STATS "):
-            return json.loads(line[len("PF-STATS "):])
-    return {}
 
 
 def uring_allowed():
@@ -79,7 +71,7 @@ for what, archive, policy, want in CASES:
         continue
     p = run([PYTHON, "-S", "-c", RUNNER, archive, script, site, "no"],
             PYCDS_PREFETCH=policy)
-    st = stats_of(p)
+    st = parse_stats(p.stderr) or {}
     t.ok(p.returncode == 0 and p.stdout == stock.stdout and
          not pycds_lines(p.stderr) and st.get("hits", 0) > 80,
          f"{what}: output identical to stock, {st.get('hits')} served",
