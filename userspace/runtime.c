@@ -1009,12 +1009,17 @@ static int prefetch_policy(int fd)
 	const char *pf = getenv("PYCDS_PREFETCH");
 	struct statfs sfs;
 
-	if (pf && !strcmp(pf, "sync"))
-		return PREFETCH_SYNC;
-	if (pf && !strcmp(pf, "uring"))
-		return PREFETCH_URING;
-	if (!pf || strcmp(pf, "auto"))
+	if (!pf || !*pf || !strcmp(pf, "none"))
 		return PREFETCH_NONE;
+	if (!strcmp(pf, "sync"))
+		return PREFETCH_SYNC;
+	if (!strcmp(pf, "uring"))
+		return PREFETCH_URING;
+	if (strcmp(pf, "auto")) {
+		report(g.path, "PYCDS_PREFETCH=%.64s is not none, auto, uring "
+			       "or sync; using none", pf);
+		return PREFETCH_NONE;
+	}
 	/* auto: on a disk only; on a tmpfs the file is memory. */
 	if (fstatfs(fd, &sfs) || sfs.f_type == PYCDS_TMPFS_MAGIC ||
 	    sfs.f_type == (typeof(sfs.f_type))PYCDS_RAMFS_MAGIC)
@@ -1095,13 +1100,17 @@ static int prefault_policy(void)
 {
 	const char *pf = getenv("PYCDS_PREFAULT");
 
-	if (pf && !strcmp(pf, "none"))
-		return PF_NONE;
-	if (pf && !strcmp(pf, "read"))
-		return PF_READ;
-	if (pf && !strcmp(pf, "write"))
-		return PF_WRITE;
 	/* Whether the kernel has huge pages is asked on first need. */
+	if (!pf || !*pf || !strcmp(pf, "huge"))
+		return PF_HUGE;
+	if (!strcmp(pf, "none"))
+		return PF_NONE;
+	if (!strcmp(pf, "read"))
+		return PF_READ;
+	if (!strcmp(pf, "write"))
+		return PF_WRITE;
+	report(g.path, "PYCDS_PREFAULT=%.64s is not huge, write, read or none; "
+		       "using huge", pf);
 	return PF_HUGE;
 }
 

@@ -40,7 +40,7 @@ def uring_allowed():
         return True
 
 
-t = Tap(1 + 6 * 2 + 2)
+t = Tap(1 + 6 * 2 + 2 + 2)
 tmp = scratch()
 site = site_dir()
 script = os.path.join(WORKLOADS, "stdlib6.py")
@@ -86,3 +86,16 @@ t.ok(p.returncode == 0 and
      "fork before the first module: child and parent both served, "
      "no hang", describe(p))
 t.ok(not pycds_lines(p.stderr), "fork: no pycds: line", p.stderr)
+
+# A value it does not know: one line naming it, then the default.
+for var, value, key, default in (("PYCDS_PREFETCH", "urign", "prefetch", "none"),
+                                 ("PYCDS_PREFAULT", "hgue", "huge_chunks", None)):
+    p = run([PYTHON, "-S", "-c", RUNNER, disk, script, site, "no"],
+            **{var: value})
+    st = parse_stats(p.stderr) or {}
+    lines = pycds_lines(p.stderr)
+    t.ok(p.returncode == 0 and p.stdout == stock.stdout and len(lines) == 1
+         and f"{var}={value} is not" in lines[0] and st.get("hits", 0) > 80
+         and (default is None or st.get(key) == default),
+         f"{var}={value}: one pycds: line naming it, output identical, "
+         "the default used", describe(p))
