@@ -137,6 +137,24 @@ def bench_pass(pycds, python, runs, outdir):
             "pycds_ms": fast * 1e3, "added_ms": (fast - stock) * 1e3}
 
 
+def bench_pass_prefetch(python, archive, runs, outdir):
+    """python -c pass with the big archive on the build directory's disk,
+    stock against each PYCDS_PREFETCH policy, the order rotating."""
+    modes = ["stock", "none", "sync", "uring"]
+    times = {m: [] for m in modes}
+    env = base_env()
+    for r in range(runs + 3):
+        for m in modes[r % 4:] + modes[:r % 4]:
+            e = env if m == "stock" else dict(env, PYCDS_ARCHIVE=archive,
+                                              PYCDS_PREFETCH=m)
+            t = spawn_time([python, "-c", "pass"], e)
+            if r >= 3:
+                times[m].append(t)
+    med = {m: statistics.median(v) * 1e3 for m, v in times.items()}
+    return {"ms": med, "added_ms": {m: med[m] - med["stock"]
+                                    for m in modes[1:]}}
+
+
 def bench_unset(python, runs, outdir):
     """The hook's cost when PYCDS_ARCHIVE is unset: the same interpreter
     with and without pycds.pth in its site directory."""
@@ -378,6 +396,12 @@ def main():
         print(f"python -c pass, {ps['archive_bytes'] / 1e6:.1f} MB archive: "
               f"stock {ps['stock_ms']:.2f} ms, pycds {ps['pycds_ms']:.2f} ms, "
               f"added {ps['added_ms']:+.2f} ms")
+        pp = bench_pass_prefetch(python, os.path.join(a.out, "big.pycds"),
+                                 a.runs, a.out)
+        print("python -c pass, archive on disk, added by PYCDS_PREFETCH: " +
+              ", ".join(f"{m} {v:+.2f} ms"
+                        for m, v in pp["added_ms"].items()))
+        result["minimal_prefetch"] = pp
         un = bench_unset(python, a.runs, a.out)
         print(f"python -c pass, PYCDS_ARCHIVE unset: with hook "
               f"{un['hooked_ms']:.2f} ms, without {un['plain_ms']:.2f} ms, "
