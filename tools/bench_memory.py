@@ -138,6 +138,8 @@ def main():
         "rich_app.py")]
     os.makedirs(a.out, exist_ok=True)
     src = os.path.abspath(os.path.join(a.out, "src"))
+    # Only this run's archives: the loader refuses to publish a stale one.
+    shutil.rmtree(src, ignore_errors=True)
     os.makedirs(src, exist_ok=True)
     mnt = os.path.abspath(os.path.join(a.out, "mnt"))
     use_loader = bool(loader) and os.geteuid() == 0

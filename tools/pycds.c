@@ -24,8 +24,8 @@
 extern char **environ;
 
 static const char usage_text[] =
-	"usage: pycds build -o FILE [--python PATH] [--base ADDR] -- CMD [ARGS...]\n"
-	"       pycds build -o FILE [--python PATH] [--base ADDR] -m MOD[,MOD...]\n"
+	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once] -- CMD [ARGS...]\n"
+	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once] -m MOD[,MOD...]\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
 	"       pycds --help | --version\n";
@@ -40,6 +40,10 @@ static const char help_text[] =
 	"           from source (or import the modules named with -m and all\n"
 	"           they import), then compile those sources, without running\n"
 	"           them, into FILE.  The same inputs give the same bytes.\n"
+	"           Then, unless --once, a layout run: CMD runs again, quietly,\n"
+	"           with a first archive, to see which names the process had\n"
+	"           interned before the archive's; objects that point to those\n"
+	"           are laid out with the ones a process writes.\n"
 	"  inspect  print the header, interpreter, preferred base, regions and\n"
 	"           module count; --modules lists every module.\n"
 	"  verify   check everything: header, index, checksums, every table\n"
@@ -52,6 +56,7 @@ static const char help_text[] =
 	DEFAULT_PYTHON ")\n"
 	"  --base ADDR        preferred base address (default 0x200000000000)\n"
 	"  -m MOD[,MOD...]    modules to import instead of a command\n"
+	"  --once             run CMD once: no layout run (see below)\n"
 	"  --modules          with inspect: list the modules\n"
 	"\n"
 	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py.\n"
@@ -77,6 +82,15 @@ static pid_t spawn(char *const argv[], char *const envp[], int out_fd)
 	if (!pid) {
 		if (out_fd >= 0)
 			dup2(out_fd, 1);
+		if (out_fd == -2) {
+			/* Quiet: both outputs to /dev/null. */
+			int null = open("/dev/null", O_WRONLY);
+
+			if (null >= 0) {
+				dup2(null, 1);
+				dup2(null, 2);
+			}
+		}
 		execvpe(argv[0], argv, envp);
 		fprintf(stderr, "pycds: failed to run %s: %s\n", argv[0],
 			strerror(errno));
@@ -101,6 +115,14 @@ static int reap(pid_t pid)
 static int run(char *const argv[], char *const envp[])
 {
 	pid_t pid = spawn(argv, envp, -1);
+
+	return pid < 0 ? -1 : reap(pid);
+}
+
+/* run(), its stdout and stderr to /dev/null. */
+static int run_quiet(char *const argv[], char *const envp[])
+{
+	pid_t pid = spawn(argv, envp, -2);
 
 	return pid < 0 ? -1 : reap(pid);
 }
@@ -189,6 +211,33 @@ static int find_driver(char *out, size_t len)
 	return access(out, R_OK);
 }
 
+/* Run the command of `pycds build`: @mods imported, or @cmd. */
+static int run_command(const char *python, const char *mods,
+		       char *const *cmd, char **env, int quiet)
+{
+	if (mods) {
+		char *const margv[] = {
+			(char *)python, "-c",
+			"import importlib, sys\n"
+			"bad = 0\n"
+			"for m in sys.argv[1].split(','):\n"
+			"    m = m.strip()\n"
+			"    if not m:\n"
+			"        continue\n"
+			"    try:\n"
+			"        importlib.import_module(m)\n"
+			"    except Exception as e:\n"
+			"        bad = 1\n"
+			"        print(f'pycds: cannot import {m}: {e}', file=sys.stderr)\n"
+			"sys.exit(bad)\n",
+			(char *)mods, NULL,
+		};
+
+		return quiet ? run_quiet(margv, env) : run(margv, env);
+	}
+	return quiet ? run_quiet(cmd, env) : run(cmd, env);
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -196,17 +245,22 @@ static int cmd_build(int argc, char **argv)
 		{ "python", required_argument, NULL, 'p' },
 		{ "base", required_argument, NULL, 'b' },
 		{ "modules", required_argument, NULL, 'm' },
+		{ "once", no_argument, NULL, '1' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *output = NULL, *python = DEFAULT_PYTHON, *base = NULL;
 	const char *mods = NULL;
 	char record[] = "/tmp/pycds-record.XXXXXX";
+	char layout[] = "/tmp/pycds-layout.XXXXXX";
+	char first[] = "/tmp/pycds-first.XXXXXX";
 	char driver[PATH_MAX], recenv[64 + sizeof(record)];
+	char layenv[64 + sizeof(layout)], arenv[64 + sizeof(first)];
 	const char *rec_extra[] = { recenv, NULL };
+	const char *lay_extra[] = { layenv, arenv, NULL };
 	const char *build_extra[] = { "PYTHONHASHSEED=0", NULL };
 	char **env = NULL;
-	int c, fd, ret = 1, status;
+	int c, fd, ret = 1, status, once = 0, have_layout = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+o:m:h", opts, NULL)) != -1) {
@@ -215,6 +269,7 @@ static int cmd_build(int argc, char **argv)
 		case 'p': python = optarg; break;
 		case 'b': base = optarg; break;
 		case 'm': mods = optarg; break;
+		case '1': once = 1; break;
 		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
 		default: return usage();
 		}
@@ -256,28 +311,7 @@ static int cmd_build(int argc, char **argv)
 	env = child_env(rec_extra);
 	if (!env)
 		goto out;
-	if (mods) {
-		char *const margv[] = {
-			(char *)python, "-c",
-			"import importlib, sys\n"
-			"bad = 0\n"
-			"for m in sys.argv[1].split(','):\n"
-			"    m = m.strip()\n"
-			"    if not m:\n"
-			"        continue\n"
-			"    try:\n"
-			"        importlib.import_module(m)\n"
-			"    except Exception as e:\n"
-			"        bad = 1\n"
-			"        print(f'pycds: cannot import {m}: {e}', file=sys.stderr)\n"
-			"sys.exit(bad)\n",
-			(char *)mods, NULL,
-		};
-
-		status = run(margv, env);
-	} else {
-		status = run(argv + optind, env);
-	}
+	status = run_command(python, mods, argv + optind, env, 0);
 	free(env);
 	if (status < 0)
 		goto out;
@@ -286,22 +320,68 @@ static int cmd_build(int argc, char **argv)
 			"pycds: the command exited with status %d; building from what it imported\n",
 			status);
 
-	/* 2: compile what it imported, with a fixed hash seed. */
+	/* 2: the layout run: build a first archive and run the command again
+	 * with it, quietly; the runtime records which archived names the
+	 * process found interned already, whose slots it rewrites.  The
+	 * final layout puts those with the objects a process writes. */
+	if (!once) {
+		int lfd = mkstemp(layout), afd = mkstemp(first);
+
+		if (lfd >= 0)
+			close(lfd);
+		if (afd >= 0)
+			close(afd);
+		snprintf(layenv, sizeof(layenv), "PYCDS_RECORD=%s", layout);
+		snprintf(arenv, sizeof(arenv), "PYCDS_ARCHIVE=%s", first);
+		env = lfd >= 0 && afd >= 0 ? child_env(build_extra) : NULL;
+		if (env) {
+			char *const fargv[] = { (char *)python, driver, "-o",
+						first, "--quiet",
+						base ? "--base" : record,
+						base ? (char *)base : NULL,
+						base ? record : NULL, NULL };
+
+			have_layout = run_quiet(fargv, env) == 0;
+			free(env);
+		}
+		env = have_layout ? child_env(lay_extra) : NULL;
+		if (env) {
+			run_command(python, mods, argv + optind, env, 1);
+			free(env);
+		}
+		if (afd >= 0)
+			unlink(first);
+	}
+
+	/* 3: compile what it imported, with a fixed hash seed. */
 	env = child_env(build_extra);
 	if (!env)
 		goto out;
 	{
-		char *const bargv[] = { (char *)python, driver, "-o",
-					(char *)output,
-					base ? "--base" : record,
-					base ? (char *)base : NULL,
-					base ? record : NULL, NULL };
+		char *bargv[10];
+		int k = 0;
 
+		bargv[k++] = (char *)python;
+		bargv[k++] = driver;
+		bargv[k++] = "-o";
+		bargv[k++] = (char *)output;
+		if (have_layout) {
+			bargv[k++] = "--layout";
+			bargv[k++] = layout;
+		}
+		if (base) {
+			bargv[k++] = "--base";
+			bargv[k++] = (char *)base;
+		}
+		bargv[k++] = record;
+		bargv[k] = NULL;
 		ret = run(bargv, env) ? 1 : 0;
 	}
 	free(env);
 out:
 	unlink(record);
+	if (!once)
+		unlink(layout);
 	return ret;
 }
 

@@ -9,6 +9,7 @@ import importlib.machinery
 import importlib.util
 import marshal
 import os
+import subprocess
 import sys
 import types
 
@@ -18,9 +19,13 @@ def fail(msg):
     sys.exit(1)
 
 
-def read_records(paths):
+def read_records(paths, ran=None, native=None, main=None):
     """name -> origin from the recorder's 'name<TAB>origin' lines, in the
-    order the modules were first imported."""
+    order the modules were first imported.  Its '@<TAB>file<TAB>line<TAB>
+    qualname' lines, code that ran, go to the set @ran; '!<TAB>name' lines,
+    modules with no Python code, to the dict @native: name -> how many
+    source modules were recorded before it; the scripts run as __main__ to
+    the list @main."""
     found, conflicts = {}, set()
     for path in paths:
         try:
@@ -29,8 +34,21 @@ def read_records(paths):
         except FileNotFoundError:
             continue
         for line in lines:
+            if line.startswith("@\t"):
+                f = line.split("\t")
+                if ran is not None and len(f) == 4 and f[2].isdigit():
+                    ran.add((f[1], int(f[2]), f[3]))
+                continue
+            if line.startswith("!\t"):
+                if native is not None:
+                    native.setdefault(line[2:], len(found))
+                continue
             name, sep, origin = line.partition("\t")
-            if not sep or not name or name == "__main__":
+            if name == "__main__" and sep:
+                if main is not None and origin not in main:
+                    main.append(origin)
+                continue
+            if not sep or not name:
                 continue
             if found.setdefault(name, origin) != origin:
                 conflicts.add(name)
@@ -79,6 +97,112 @@ def compile_module(name, origin):
     return (name, origin, is_package, int(st.st_mtime), st.st_size, code), None
 
 
+def code_names(codes):
+    """Every str a code object tree refers to: its names, and its str
+    constants at any depth."""
+    out, todo = set(), list(codes)
+
+    def consts(v):
+        if isinstance(v, str):
+            out.add(v)
+        elif isinstance(v, (tuple, frozenset)):
+            for x in v:
+                consts(x)
+        elif isinstance(v, types.CodeType):
+            todo.append(v)
+
+    while todo:
+        co = todo.pop()
+        out.update(co.co_names, co.co_varnames, co.co_cellvars,
+                   co.co_freevars, (co.co_name, co.co_qualname))
+        for c in co.co_consts:
+            consts(c)
+    return out
+
+
+# Replays the imports on stdin (NUL-separated tokens, UTF-8 with
+# surrogates): "\1name" imports a module with no Python code, "\2name"
+# interns a name (the script's), any other token is a name the next
+# archived module uses.  Writes back the names
+# that were interned already when first used: interning a fresh copy of
+# one gives the older object.  Only builtins and sys: importing anything
+# else would intern its names here first.
+PREINTERNED = r"""
+import sys
+old, seen = [], set()
+for s in sys.stdin.buffer.read().decode("utf-8", "surrogatepass").split("\0"):
+    if s[:1] == "\1":
+        try:
+            __import__(s[1:])
+        except BaseException:
+            pass
+        continue
+    if s[:1] == "\2":
+        sys.intern(s[1:])
+        continue
+    if s in seen:
+        continue
+    seen.add(s)
+    fresh = s.encode("utf-8", "surrogatepass").decode("utf-8",
+                                                      "surrogatepass")
+    if len(s) > 1 and sys.intern(fresh) is not fresh:
+        old.append(s)
+sys.stdout.buffer.write("\0".join(old).encode("utf-8", "surrogatepass"))
+"""
+
+
+def preinterned(modules, native, scripts=()):
+    """The names a process of this interpreter finds interned already when
+    it first imports an archived module using them: those interned before
+    the runtime starts (early in site, from the first .pth file) and by
+    the modules with no Python code imported before (@native: name -> how
+    many of @modules come before it), and the names of the @scripts run
+    as __main__.  Asked of a fresh process without site that imports those
+    in the recorded order; None if it fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCDS_")}
+    env.pop("PYTHONHASHSEED", None)
+    before = {}
+    for name, i in native.items():
+        before.setdefault(i, []).append("\1" + name)
+    tokens = []
+    for path in scripts:
+        try:
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec", dont_inherit=True)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        tokens += ["\2" + n for n in sorted(code_names([code]))]
+    for i, m in enumerate(modules):
+        tokens += before.pop(i, [])
+        tokens += sorted(code_names([m[5]]))
+    data = "\0".join(tokens).encode("utf-8", "surrogatepass")
+    try:
+        r = subprocess.run([sys.executable, "-S", "-c", PREINTERNED], input=data,
+                           capture_output=True, env=env, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode:
+        return None
+    out = r.stdout.decode("utf-8", "surrogatepass")
+    return set(out.split("\0")) if out else set()
+
+
+def read_layout(path):
+    """(names found interned already, names that became canonical) in a
+    layout run: its '~<TAB>name' and '=<TAB>name' lines."""
+    old, new = set(), set()
+    try:
+        with open(path, encoding="utf-8", errors="surrogatepass") as f:
+            for line in f.read().split("\n"):
+                if line[:2] == "~\t":
+                    old.add(line[2:])
+                elif line[:2] == "=\t":
+                    new.add(line[2:])
+    except (OSError, UnicodeDecodeError):
+        pass
+    return old, new - old
+
+
 def main(argv):
     import argparse
 
@@ -86,6 +210,7 @@ def main(argv):
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--base", type=lambda s: int(s, 0), default=None)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--layout", help="record of a layout run")
     p.add_argument("records", nargs="+")
     a = p.parse_args(argv)
 
@@ -95,7 +220,8 @@ def main(argv):
         fail(f"_pycds is not installed for {sys.executable} "
              f"(run: make install PYTHON={sys.executable})")
 
-    found, conflicts = read_records(a.records)
+    ran, native, scripts = set(), {}, []
+    found, conflicts = read_records(a.records, ran, native, scripts)
     if not found:
         fail("no modules were recorded: did the command import anything "
              "from source, and is the pycds hook installed for its "
@@ -113,12 +239,28 @@ def main(argv):
         else:
             left_out.append((name, why))
     kw = {} if a.base is None else {"base": a.base}
+    # Slots a process rewrites (names interned before the archive's) are
+    # laid out with what it writes; without the list, the layout is only
+    # less shared, never wrong.
+    kept, names = {m[0] for m in modules}, list(found)
+    kw["preinterned"] = preinterned(modules, {
+        n: sum(1 for x in names[:k] if x in kept) for n, k in native.items()},
+        scripts)
+    if a.layout and kw["preinterned"] is not None:
+        # What a process of the command did is known for the names it
+        # used; the prediction stands for the others.
+        old, new = read_layout(a.layout)
+        kw["preinterned"] = (kw["preinterned"] - new) | old
+    # Functions that ran while the command was recorded: their constants
+    # are laid out with what a process writes.
+    kw["ran"] = ran
     summary, skipped = _pycds.write(a.output, modules, **kw)
     left_out += skipped
     if not a.quiet:
         print(f"pycds: wrote {a.output}: {summary['modules']} modules, "
               f"{summary['size']} bytes (code {summary['code']}, "
-              f"data {summary['data']}, cold {summary['cold']}), "
+              f"data {summary['data']}, idle {summary['idle']}, "
+              f"cold {summary['cold']}), "
               f"base 0x{summary['base']:x}")
         for name, why in sorted(left_out):
             print(f"pycds: left out {name}: {why}")

@@ -227,9 +227,14 @@ static int module_entry_check(const struct pycds_archive *ar, uint32_t idx,
 	    !in_file(m->fset_first, m->fset_count, h->nr_fsets))
 		return fail(err, errlen, "module %u: table slice out of bounds",
 			    idx);
-	if (m->root < m->span_off[PYCDS_REGION_CODE] || m->root % 8 ||
-	    m->root - m->span_off[PYCDS_REGION_CODE] >=
-		    m->span_size[PYCDS_REGION_CODE])
+	/* In its code span, or its idle span (a body processes copy). */
+	if (m->root % 8 ||
+	    ((m->root < m->span_off[PYCDS_REGION_CODE] ||
+	      m->root - m->span_off[PYCDS_REGION_CODE] >=
+		      m->span_size[PYCDS_REGION_CODE]) &&
+	     (m->root < m->span_off[PYCDS_REGION_IDLE] ||
+	      m->root - m->span_off[PYCDS_REGION_IDLE] >=
+		      m->span_size[PYCDS_REGION_IDLE])))
 		return fail(err, errlen, "module %u: code object out of bounds",
 			    idx);
 	return 0;
@@ -627,6 +632,7 @@ const char *pycds_region_name(unsigned int id)
 		[PYCDS_REGION_CODE] = "code",
 		[PYCDS_REGION_DATA] = "data",
 		[PYCDS_REGION_COLD] = "cold",
+		[PYCDS_REGION_IDLE] = "idle",
 		[PYCDS_REGION_NAMES] = "names",
 	};
 

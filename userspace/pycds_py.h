@@ -26,6 +26,18 @@
 #define PYCDS_REFCNT ((Py_ssize_t)1 << 60)
 #endif
 
+/*
+ * 3.11 writes the refcount of every object it touches.  There the runtime
+ * runs a heap copy of each module body and class body (code that runs
+ * once, at import, and that a process without an archive frees after),
+ * so the archived ones stay unwritten; the build lays them out with what
+ * processes do not write.
+ */
+#define PYCDS_RUNS_BODY_COPIES (PY_VERSION_HEX < 0x030C0000)
+
+/* A module or class body: code that is not a function's. */
+#define PYCDS_IS_BODY(co) (!(((PyCodeObject *)(co))->co_flags & CO_OPTIMIZED))
+
 /* Where an int's digits start, and how many it has. */
 #if PY_VERSION_HEX >= 0x030C0000
 #define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, long_value.ob_digit)

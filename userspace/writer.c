@@ -62,6 +62,10 @@ struct writer {
 	struct memo_entry *memo;	/* per module: object -> ref */
 	size_t memo_cap, memo_used;
 	struct pycds_image image;
+	PyObject *preinterned;		/* names a process interned already */
+	PyObject *ran;			/* (file, first line, qualname) run */
+	PyObject **hot;			/* per module: objects a process writes */
+	size_t hot_cap, hot_used;
 	unsigned int depth;
 	char why[200];			/* why a module was left out */
 };
@@ -239,6 +243,237 @@ static long new_object(struct writer *w, unsigned int region, size_t size,
 static int emit(struct writer *w, PyObject *o, unsigned int region,
 		struct ref *out);
 
+
+/* ---- placement by write likelihood ----
+ *
+ * A page of a private mapping is copied for a process when it writes one
+ * byte of it, so objects a process is likely to write share pages, and the
+ * rest go to the cold region, which stays the page cache's shared copy.
+ * 3.11 writes the refcount of every object it touches; on every version
+ * a process rewrites the slots that point to names some earlier code
+ * interned (the fixups it applies when it prepares a module).  Written:
+ *
+ * - code objects the module defines: its own, those of the classes and
+ *   functions its body and class bodies create (MAKE_FUNCTION takes a
+ *   reference, and the function's name, qualified name and docstring);
+ *   where the runtime runs copies of module and class bodies
+ *   (PYCDS_RUNS_BODY_COPIES), not theirs, only their names and file name;
+ * - constants of code that runs at import (module and class bodies, and
+ *   the comprehensions in them), items of constant tuples included;
+ * - objects holding a slot the process rewrites: a name it interned
+ *   already (@preinterned, measured by the build), or a frozenset it
+ *   rebuilds for its hash seed, and the frozenset's items.
+ *
+ * Everything else (constants of functions that did not run when the
+ * command was recorded, name tuples, code objects of functions nested in
+ * those) is written only if that code runs: it goes to the idle region.
+ */
+static int hot_has(struct writer *w, PyObject *o)
+{
+	size_t mask = w->hot_cap - 1, i;
+
+	if (!w->hot_cap)
+		return 0;
+	for (i = ((uintptr_t)o >> 4) & mask; w->hot[i]; i = (i + 1) & mask)
+		if (w->hot[i] == o)
+			return 1;
+	return 0;
+}
+
+static int hot_add(struct writer *w, PyObject *o)
+{
+	size_t mask, i;
+
+	if (hot_has(w, o))
+		return 0;
+	if ((w->hot_used + 1) * 2 > w->hot_cap) {
+		PyObject **old = w->hot;
+		size_t oldcap = w->hot_cap, j;
+
+		w->hot_cap = oldcap ? oldcap * 2 : 1024;
+		w->hot = calloc(w->hot_cap, sizeof(*w->hot));
+		if (!w->hot) {
+			w->hot = old;
+			w->hot_cap = oldcap;
+			return left_out(w, "out of memory");
+		}
+		w->hot_used = 0;
+		for (j = 0; j < oldcap; j++)
+			if (old[j])
+				hot_add(w, old[j]);
+		free(old);
+	}
+	mask = w->hot_cap - 1;
+	for (i = ((uintptr_t)o >> 4) & mask; w->hot[i]; i = (i + 1) & mask)
+		;
+	w->hot[i] = o;
+	w->hot_used++;
+	return 0;
+}
+
+static void hot_reset(struct writer *w)
+{
+	if (w->hot)
+		memset(w->hot, 0, w->hot_cap * sizeof(*w->hot));
+	w->hot_used = 0;
+}
+
+/* Will a process rewrite a slot that holds @v? */
+static int rewritten(struct writer *w, PyObject *v)
+{
+	if (PyFrozenSet_CheckExact(v))
+		return 1;
+	/* Statically allocated names are the canonical ones already. */
+	if (!w->preinterned || !PyUnicode_CheckExact(v) ||
+	    !PyUnicode_CHECK_INTERNED(v) || pycds_image_contains(&w->image, v))
+		return 0;
+	switch (PySet_Contains(w->preinterned, v)) {
+	case 1:
+		return 1;
+	case -1:
+		PyErr_Clear();
+	}
+	return 0;
+}
+
+/* Tuples and frozensets with rewritten slots, at any depth of @o. */
+static int mark_rewritten(struct writer *w, PyObject *o, unsigned int depth)
+{
+	Py_ssize_t i, n;
+	PyObject *v;
+	int hot = 0;
+
+	if (depth > MAX_DEPTH)
+		return 0;
+	if (PyFrozenSet_CheckExact(o)) {
+		/* Rebuilt from its items, which are touched then. */
+		Py_ssize_t pos = 0;
+		Py_hash_t h;
+
+		while (_PySet_NextEntry(o, &pos, &v, &h))
+			if (hot_add(w, v) || mark_rewritten(w, v, depth + 1))
+				return -1;
+		return 0;
+	}
+	if (!PyTuple_CheckExact(o))
+		return 0;
+	n = PyTuple_GET_SIZE(o);
+	for (i = 0; i < n; i++) {
+		v = PyTuple_GET_ITEM(o, i);
+		hot |= rewritten(w, v);
+		if (mark_rewritten(w, v, depth + 1))
+			return -1;
+	}
+	return hot ? hot_add(w, o) : 0;
+}
+
+/* A constant pushed by code that runs: it and its items are written. */
+static int mark_loaded(struct writer *w, PyObject *o, unsigned int depth)
+{
+	Py_ssize_t i;
+
+	if (depth > MAX_DEPTH || hot_add(w, o))
+		return depth > MAX_DEPTH ? 0 : -1;
+	if (PyTuple_CheckExact(o))
+		for (i = 0; i < PyTuple_GET_SIZE(o); i++)
+			if (mark_loaded(w, PyTuple_GET_ITEM(o, i), depth + 1))
+				return -1;
+	return 0;
+}
+
+/* Did @co run when the command was recorded? */
+static int ran(struct writer *w, PyCodeObject *co)
+{
+	PyObject *k;
+	int r;
+
+	if (!w->ran)
+		return 0;
+	k = Py_BuildValue("(OiO)", co->co_filename, co->co_firstlineno,
+			  co->co_qualname);
+	r = k ? PySet_Contains(w->ran, k) : -1;
+	Py_XDECREF(k);
+	if (r < 0)
+		PyErr_Clear();
+	return r == 1;
+}
+
+/* Code that runs when the code defining it runs: class bodies (not
+ * optimized) and comprehensions; or code seen running when the command
+ * was recorded. */
+static int runs_at_definition(struct writer *w, PyCodeObject *co)
+{
+	static const char *const comps[] = { "<listcomp>", "<setcomp>",
+					     "<dictcomp>", "<genexpr>" };
+	size_t i;
+
+	if (!(co->co_flags & CO_OPTIMIZED))
+		return 1;
+	for (i = 0; i < sizeof(comps) / sizeof(comps[0]); i++)
+		if (PyUnicode_CompareWithASCIIString(co->co_name, comps[i]) == 0)
+			return 1;
+	return ran(w, co);
+}
+
+static int mark_code(struct writer *w, PyObject *o, int defined, int runs,
+		     unsigned int depth)
+{
+	PyCodeObject *co = (PyCodeObject *)o;
+	PyObject *consts = co->co_consts;
+	/* A body the runtime copies is only read; the copy takes references
+	 * to its names and file name. */
+	int copied = PYCDS_RUNS_BODY_COPIES && PYCDS_IS_BODY(co);
+	Py_ssize_t i;
+
+	if (depth > MAX_DEPTH)
+		return 0;
+
+	if (((defined && !copied) || rewritten(w, co->co_name) ||
+	     rewritten(w, co->co_qualname) || rewritten(w, co->co_filename)) &&
+	    hot_add(w, o))
+		return -1;
+	if (copied && defined && hot_add(w, co->co_filename))
+		return -1;
+	if (defined) {
+		if (hot_add(w, co->co_qualname) || hot_add(w, co->co_name))
+			return -1;
+		/* The docstring a function takes at its creation. */
+		if ((co->co_flags & CO_OPTIMIZED) && PyTuple_GET_SIZE(consts) &&
+		    PyUnicode_CheckExact(PyTuple_GET_ITEM(consts, 0)) &&
+		    hot_add(w, PyTuple_GET_ITEM(consts, 0)))
+			return -1;
+	}
+	if (mark_rewritten(w, consts, depth + 1) ||
+	    mark_rewritten(w, co->co_names, depth + 1) ||
+	    mark_rewritten(w, co->co_localsplusnames, depth + 1))
+		return -1;
+	for (i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+		PyObject *c = PyTuple_GET_ITEM(consts, i);
+
+		if (PyCode_Check(c)) {
+			if (mark_code(w, c, runs,
+				      runs && runs_at_definition(
+						      w, (PyCodeObject *)c),
+				      depth + 1))
+				return -1;
+		} else if (runs && mark_loaded(w, c, depth + 1)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Where an object goes: line tables and the like to the cold region,
+ * which nothing writes; the rest by whether a process will write it. */
+static unsigned int place(struct writer *w, PyObject *o, unsigned int region)
+{
+	if (region == PYCDS_REGION_COLD)
+		return region;
+	if (!hot_has(w, o))
+		return PYCDS_REGION_IDLE;
+	return PyCode_Check(o) ? PYCDS_REGION_CODE : PYCDS_REGION_DATA;
+}
+
 static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 		    long *off)
 {
@@ -295,7 +530,7 @@ static int emit_tuple(struct writer *w, PyObject *o, unsigned int region,
 	for (i = 0; i < n; i++) {
 		struct ref r;
 
-		if (emit(w, PyTuple_GET_ITEM(o, i), region, &r) ||
+		if (emit(w, PyTuple_GET_ITEM(o, i), PYCDS_REGION_DATA, &r) ||
 		    put_ref(w, region,
 			    *off + offsetof(PyTupleObject, ob_item) +
 				    i * sizeof(void *),
@@ -366,17 +601,18 @@ static size_t code_size(PyObject *o)
 	return (n + 7) & ~(size_t)7;
 }
 
-static int emit_code_field(struct writer *w, long off, size_t field,
-			   PyObject *v, unsigned int region)
+static int emit_code_field(struct writer *w, unsigned int in, long off,
+			   size_t field, PyObject *v, unsigned int region)
 {
 	struct ref r;
 
 	if (emit(w, v, region, &r))
 		return -1;
-	return put_ref(w, PYCDS_REGION_CODE, off + field, &r);
+	return put_ref(w, in, off + field, &r);
 }
 
-static int emit_code(struct writer *w, PyObject *o, long *off)
+static int emit_code(struct writer *w, PyObject *o, unsigned int in,
+		     long *off)
 {
 	PyCodeObject *co = (PyCodeObject *)o, *d;
 	size_t size = code_size(o);
@@ -385,14 +621,14 @@ static int emit_code(struct writer *w, PyObject *o, long *off)
 		return left_out(w, "code object with extra data");
 	/* Copy only the bytes the interpreter wrote: the allocation's tail
 	 * past the last code unit is uninitialised. */
-	*off = new_object(w, PYCDS_REGION_CODE, size, 0, &PyCode_Type,
+	*off = new_object(w, in, size, 0, &PyCode_Type,
 			  PYCDS_IMG_TYPE_CODE,
 			  offsetof(PyCodeObject, co_code_adaptive) +
 				  (size_t)Py_SIZE(o) * PyCode_Type.tp_itemsize,
 			  o);
 	if (*off < 0)
 		return -1;
-	d = (PyCodeObject *)at(w, PYCDS_REGION_CODE, *off);
+	d = (PyCodeObject *)at(w, in, *off);
 	d->co_consts = d->co_names = d->co_exceptiontable = NULL;
 	d->co_localsplusnames = d->co_localspluskinds = NULL;
 	d->co_filename = d->co_name = d->co_qualname = NULL;
@@ -425,7 +661,7 @@ static int emit_code(struct writer *w, PyObject *o, long *off)
 	/* Hot fields first: objects they share with cold ones land hot. */
 #define FIELD(f, region)                                                     \
 	do {                                                                 \
-		if (emit_code_field(w, *off, offsetof(PyCodeObject, f),      \
+		if (emit_code_field(w, in, *off, offsetof(PyCodeObject, f),  \
 				    (PyObject *)co->f, region))              \
 			return -1;                                           \
 	} while (0)
@@ -534,9 +770,9 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 		return left_out(w, "constants nested too deeply");
 	}
 
+	region = place(w, o, region);
 	if (PyCode_Check(o)) {
-		region = PYCDS_REGION_CODE;
-		ret = emit_code(w, o, &off);
+		ret = emit_code(w, o, region, &off);
 	} else if (PyUnicode_CheckExact(o)) {
 		ret = emit_str(w, o, region, &off);
 	} else if (PyBytes_CheckExact(o)) {
@@ -677,28 +913,19 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 	while (l->nr_buckets < n * 2 + 1)
 		l->nr_buckets *= 2;
 	/*
-	 * What processes write comes first: the names pool (interning), then
-	 * code and data.  What they only read comes last, from a 2 MiB
-	 * boundary: the tables and the cold region, so that on a huge-page
-	 * tmpfs those extents stay mapped with PMDs in every process.
+	 * What processes only read comes first, from offset 0: the header,
+	 * the index, the tables and the cold region, so that on a huge-page
+	 * tmpfs the 2 MiB extents they fill stay mapped with PMDs in every
+	 * process, with no padding.  Then what processes write only if code
+	 * the build did not expect to run does (idle), and last what they
+	 * write: the names pool (interning), code and data, in as few 2 MiB
+	 * chunks as they fill (the runtime copies a chunk they fill whole
+	 * into a huge page).
 	 */
 	l->modules_off = align_up(sizeof(struct pycds_header), 64);
 	l->buckets_off = l->modules_off + n * sizeof(struct pycds_module);
 	l->names_off = l->buckets_off + (uint64_t)l->nr_buckets * 4;
-	l->size = align_up(l->names_off + l->names_size, PYCDS_PAGE_SIZE);
-	l->region_off[PYCDS_REGION_NAMES] = l->size;
-	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
-			   PYCDS_PAGE_SIZE);
-	l->region_off[PYCDS_REGION_CODE] = l->size;
-	l->size = align_up(l->size + w->region[PYCDS_REGION_CODE].len,
-			   PYCDS_PAGE_SIZE);
-	l->region_off[PYCDS_REGION_DATA] = l->size;
-	l->size = align_up(l->size + w->region[PYCDS_REGION_DATA].len,
-			   PYCDS_PAGE_SIZE);
-	/* Small archives are not worth a huge page of padding. */
-	if (l->size >= 2 * PYCDS_REGION_ALIGN)
-		l->size = align_up(l->size, PYCDS_REGION_ALIGN);
-	l->relocs_off = l->size;
+	l->relocs_off = align_up(l->names_off + l->names_size, 8);
 	l->images_off = align_up(l->relocs_off + l->nr_relocs * 4, 8);
 	l->interns_off = l->images_off + l->nr_images * 8;
 	l->fsets_off = l->interns_off + l->nr_interns * 8;
@@ -707,6 +934,18 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 			   PYCDS_PAGE_SIZE);
 	l->region_off[PYCDS_REGION_COLD] = l->size;
 	l->size = align_up(l->size + w->region[PYCDS_REGION_COLD].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_IDLE] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_IDLE].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_NAMES] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_CODE] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_CODE].len,
+			   PYCDS_PAGE_SIZE);
+	l->region_off[PYCDS_REGION_DATA] = l->size;
+	l->size = align_up(l->size + w->region[PYCDS_REGION_DATA].len,
 			   PYCDS_PAGE_SIZE);
 }
 
@@ -803,7 +1042,7 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 			      (m->sourceless ? PYCDS_MOD_SOURCELESS : 0);
 		me[i].src_mtime = m->mtime;
 		me[i].src_size = m->size;
-		me[i].root = l.region_off[PYCDS_REGION_CODE] + m->root.off;
+		me[i].root = l.region_off[m->root.region] + m->root.off;
 		for (r = 0; r < PYCDS_NR_REGIONS; r++) {
 			me[i].span_off[r] = (uint32_t)(l.region_off[r] + m->start[r]);
 			me[i].span_size[r] = m->end[r] - m->start[r];
@@ -882,11 +1121,12 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		goto out;
 	}
 	result = Py_BuildValue(
-		"{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n}", "size",
+		"{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n}", "size",
 		(unsigned long long)l.size, "code",
 		(unsigned long long)w->region[PYCDS_REGION_CODE].len, "data",
 		(unsigned long long)w->region[PYCDS_REGION_DATA].len, "cold",
-		(unsigned long long)w->region[PYCDS_REGION_COLD].len, "names",
+		(unsigned long long)w->region[PYCDS_REGION_COLD].len, "idle",
+		(unsigned long long)w->region[PYCDS_REGION_IDLE].len, "names",
 		(unsigned long long)w->region[PYCDS_REGION_NAMES].len, "relocs",
 		(unsigned long long)l.nr_relocs, "images",
 		(unsigned long long)l.nr_images, "interns",
@@ -904,6 +1144,7 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 	unsigned int r;
 
 	memo_reset(w);
+	hot_reset(w);
 	w->depth = 0;
 	m->slot_first = w->nr_slots;
 	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
@@ -912,7 +1153,8 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 		saved[r] = w->region[r].len;
 		m->start[r] = (uint32_t)w->region[r].len;
 	}
-	if (emit(w, code, PYCDS_REGION_CODE, &m->root)) {
+	if (mark_code(w, code, 1, 1, 0) ||
+	    emit(w, code, PYCDS_REGION_CODE, &m->root)) {
 		for (r = 0; r < PYCDS_NR_REGIONS; r++) {
 			memset(w->region[r].p + saved[r], 0,
 			       w->region[r].len - saved[r]);
@@ -928,17 +1170,24 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 }
 
 /*
- * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE)
+ * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
+ *	       ran=None)
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
  * [, sourceless]), in the order a process is expected to import them:
  * objects and names are laid out in that order.  sourceless: origin is a
  * .pyc with no source, and mtime and size are its own.
+ * preinterned: a set of the names a process has interned before it
+ * imports from the archive; objects whose slots it will rewrite to point
+ * to those are laid out with the objects it writes.
+ * ran: a set of (filename, first line, qualified name) of code seen
+ * running: its constants are laid out with the objects a process writes.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = { "path", "modules", "base", NULL };
+	static char *kwlist[] = { "path", "modules", "base", "preinterned",
+				  "ran", NULL };
 	unsigned long long base = PYCDS_DEFAULT_BASE;
 	struct writer w = { 0 };
 	struct wmodule *mods = NULL;
@@ -949,10 +1198,20 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|K", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOO", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
-					 &base))
+					 &base, &w.preinterned, &w.ran))
 		return NULL;
+	if (w.preinterned == Py_None)
+		w.preinterned = NULL;
+	if (w.ran == Py_None)
+		w.ran = NULL;
+	if ((w.preinterned && !PyAnySet_Check(w.preinterned)) ||
+	    (w.ran && !PyAnySet_Check(w.ran))) {
+		PyErr_SetString(PyExc_TypeError,
+				"preinterned and ran must be sets");
+		goto out;
+	}
 	if (!base || base % PYCDS_PAGE_SIZE || base >= (1ULL << 46)) {
 		PyErr_SetString(PyExc_ValueError,
 				"base must be page-aligned and below 2^46");
@@ -1032,5 +1291,6 @@ out:
 	free(w.pool_size);
 	free(w.slots);
 	free(w.memo);
+	free(w.hot);
 	return result;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pycds archive format, version 1.
+ * pycds archive format, version 2.
  *
  * An archive is a file that is mapped into a Python process as it is.  It
  * holds ready-made CPython objects (the heap) and the tables that let a
@@ -24,24 +24,28 @@
 
 #define PYCDS_MAGIC		"PYCDS\0\r\n"
 #define PYCDS_MAGIC_LEN		8
-#define PYCDS_FORMAT_VERSION	1
+#define PYCDS_FORMAT_VERSION	2
 
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
 #define PYCDS_PAGE_SIZE		4096u
-/* When the part before it reaches 4 MiB, the read-only tail (tables, cold
- * region) starts on a 2 MiB boundary so tmpfs huge pages stay PMD-mapped
- * there. */
+/* A huge page.  The read-only part of an archive (header, index, tables,
+ * cold region) comes first, from offset 0, so the 2 MiB extents it fills
+ * are PMD-mapped from a huge-page tmpfs in every process. */
 #define PYCDS_REGION_ALIGN	(2u << 20)
 
-/* Heap regions, grouped by how likely a process is to write their pages. */
+/* Heap regions, grouped by how likely a process is to write their pages
+ * (the build decides; see Documentation/archive-format.rst). */
 enum pycds_region_id {
-	PYCDS_REGION_CODE = 0,	/* code objects: quickened when run */
-	PYCDS_REGION_DATA = 1,	/* constants and name tuples: increfed */
-	PYCDS_REGION_COLD = 2,	/* line and exception tables, local kinds */
-	PYCDS_NR_REGIONS = 3,	/* regions split into per-module spans */
-	PYCDS_REGION_NAMES = 3,	/* the archive-wide pool of interned str */
-	PYCDS_NR_ALL_REGIONS = 4,
+	PYCDS_REGION_CODE = 0,	/* code objects a process defines */
+	PYCDS_REGION_DATA = 1,	/* objects it writes: constants it pushes,
+				 * tuples whose names it redirects */
+	PYCDS_REGION_COLD = 2,	/* line and exception tables, local kinds:
+				 * never written */
+	PYCDS_REGION_IDLE = 3,	/* objects of code not expected to run */
+	PYCDS_NR_REGIONS = 4,	/* regions split into per-module spans */
+	PYCDS_REGION_NAMES = 4,	/* the archive-wide pool of interned str */
+	PYCDS_NR_ALL_REGIONS = 5,
 };
 
 struct pycds_span {
@@ -98,7 +102,7 @@ struct pycds_header {
 
 	uint64_t meta_checksum;	/* XXH3-64 of modules, buckets and names */
 	uint64_t header_checksum; /* XXH3-64 of this header, this field 0 */
-	uint8_t reserved[32];
+	uint8_t reserved[16];
 };
 
 #define PYCDS_MOD_PACKAGE	0x1u
@@ -190,7 +194,7 @@ _Static_assert(sizeof(struct pycds_header) == 360, "pycds_header size");
 _Static_assert(offsetof(struct pycds_header, interp) == 32, "interp offset");
 _Static_assert(offsetof(struct pycds_header, regions) == 120,
 	       "regions offset");
-_Static_assert(sizeof(struct pycds_module) == 112, "pycds_module size");
+_Static_assert(sizeof(struct pycds_module) == 120, "pycds_module size");
 _Static_assert(sizeof(struct pycds_image_reloc) == 8, "image reloc size");
 _Static_assert(sizeof(struct pycds_fixup) == 8, "fixup size");
 _Static_assert(sizeof(struct pycds_name) == 16, "name size");

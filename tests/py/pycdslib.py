@@ -166,7 +166,7 @@ def run_with_stats(script, archive=None, cwd=None, args=(), **env):
     return p, st
 
 
-# ---- the archive format, include/pycds/archive.h (format 1) ----
+# ---- the archive format, include/pycds/archive.h (format 2) ----
 
 HEADER_SIZE = 360
 INTERP_OFF = 32
@@ -177,22 +177,22 @@ OFF = {                                   # header field -> file offset
     "build_id": 64, "build_id_len": 96, "optimize": 100, "layout": 104,
     "runtime_addr": 112,
     "regions": 120,
-    "names_index_off": 184, "nr_names": 192,
-    "modules_off": 208, "nr_modules": 216, "nr_buckets": 220,
-    "buckets_off": 224, "names": 232,
-    "relocs_off": 248, "nr_relocs": 256, "images_off": 264,
-    "nr_images": 272, "interns_off": 280, "nr_interns": 288,
-    "fsets_off": 296, "nr_fsets": 304,
-    "meta_checksum": 312, "header_checksum": 320, "reserved": 328,
+    "names_index_off": 200, "nr_names": 208,
+    "modules_off": 224, "nr_modules": 232, "nr_buckets": 236,
+    "buckets_off": 240, "names": 248,
+    "relocs_off": 264, "nr_relocs": 272, "images_off": 280,
+    "nr_images": 288, "interns_off": 296, "nr_interns": 304,
+    "fsets_off": 312, "nr_fsets": 320,
+    "meta_checksum": 328, "header_checksum": 336, "reserved": 344,
 }
 BUILD_ID_OFF = OFF["build_id"]
 CHECKSUM_OFF = OFF["header_checksum"]
 REGIONS_OFF = OFF["regions"]
-REGION_CODE, REGION_DATA, REGION_COLD, REGION_NAMES = range(4)
-MODULE = struct.Struct("<6IqQQ3I3I8IQ")     # struct pycds_module, 112 bytes
+REGION_CODE, REGION_DATA, REGION_COLD, REGION_IDLE, REGION_NAMES = range(5)
+MODULE = struct.Struct("<6IqQQ4I4I8IQ")     # struct pycds_module, 120 bytes
 NAME = struct.Struct("<IIQ")                # struct pycds_name, 16 bytes
 FIXUP = struct.Struct("<II")                # pycds_fixup / pycds_image_reloc
-assert MODULE.size == 112 and NAME.size == 16
+assert MODULE.size == 120 and NAME.size == 16
 
 
 def _u32(d, o):
@@ -226,7 +226,7 @@ class Archive:
         h["abiflags"] = d[56:64].rstrip(b"\0").decode()
         h["build_id"] = d[64:64 + min(32, h["build_id_len"])].hex()
         h["regions"] = [struct.unpack_from("<QQ", d, REGIONS_OFF + 16 * i)
-                        for i in range(4)]
+                        for i in range(5)]
         h["names"] = struct.unpack_from("<QQ", d, OFF["names"])
         self.modules = []
         noff = h["names"][0]
@@ -237,11 +237,11 @@ class Archive:
                  "name": d[noff + f[0]:noff + f[0] + f[1]].decode(),
                  "origin": d[noff + f[2]:noff + f[2] + f[3]].decode(),
                  "flags": f[4], "src_mtime": f[6], "src_size": f[7],
-                 "root": f[8], "span_off": list(f[9:12]),
-                 "span_size": list(f[12:15]),
-                 "relocs": (f[15], f[16]), "images": (f[17], f[18]),
-                 "interns": (f[19], f[20]), "fsets": (f[21], f[22]),
-                 "checksum": f[23]}
+                 "root": f[8], "span_off": list(f[9:13]),
+                 "span_size": list(f[13:17]),
+                 "relocs": (f[17], f[18]), "images": (f[19], f[20]),
+                 "interns": (f[21], f[22]), "fsets": (f[23], f[24]),
+                 "checksum": f[25]}
             self.modules.append(m)
         self.by_name = {m["name"]: m for m in self.modules}
 

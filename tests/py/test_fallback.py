@@ -107,7 +107,7 @@ if not missing:
     ]
     for mod in want:
         m = A.by_name[mod]
-        for r, what in enumerate(("code", "data", "cold")):
+        for r, what in enumerate(("code", "data", "cold", "idle")):
             if m["span_size"][r]:
                 targets.append((f"{what} span of {mod}",
                                 m["span_off"][r] + m["span_size"][r] // 2))
