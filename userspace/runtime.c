@@ -84,7 +84,16 @@ static struct {
 	int ring_live;
 	pid_t ring_pid;			/* the process that submitted it */
 	int prefetch;			/* enum prefetch actually used */
-	PyObject **resolved;		/* canonical str per pool entry */
+	/* Pool entries resolved: one bit each.  A resolved entry that is
+	 * interned is the canonical string; the others, found interned
+	 * already, point to it through the redirects (few: a few kB where
+	 * a pointer per entry cost each process 70 kB for stdlib6). */
+	uint8_t *resolved;
+	struct redirect {
+		uint32_t idx;
+		PyObject *to;
+	} *redirects;			/* open addressing, idx + 1 as key */
+	size_t nr_redirects, cap_redirects;
 	struct pycds_image image;
 	struct pycds_image_ctx ctx;
 	/* In this order: pycds-top may read them from the process's memory
@@ -505,12 +514,71 @@ static void names_prefault(const struct pycds_name *n)
 	}
 }
 
+static PyObject *redirect_find(uint32_t idx)
+{
+	size_t mask = g.cap_redirects - 1, i;
+
+	if (!g.cap_redirects)
+		return NULL;
+	for (i = (idx * 2654435761u) & mask; g.redirects[i].idx;
+	     i = (i + 1) & mask)
+		if (g.redirects[i].idx == idx + 1)
+			return g.redirects[i].to;
+	return NULL;
+}
+
+static int redirect_add(uint32_t idx, PyObject *to)
+{
+	size_t mask, i;
+
+	if ((g.nr_redirects + 1) * 2 > g.cap_redirects) {
+		size_t cap = g.cap_redirects ? g.cap_redirects * 2 : 256, j;
+		struct redirect *t = calloc(cap, sizeof(*t));
+
+		if (!t)
+			return -1;
+		for (j = 0; j < g.cap_redirects; j++) {
+			if (!g.redirects[j].idx)
+				continue;
+			for (i = ((g.redirects[j].idx - 1) * 2654435761u) &
+				 (cap - 1);
+			     t[i].idx; i = (i + 1) & (cap - 1))
+				;
+			t[i] = g.redirects[j];
+		}
+		free(g.redirects);
+		g.redirects = t;
+		g.cap_redirects = cap;
+	}
+	mask = g.cap_redirects - 1;
+	for (i = (idx * 2654435761u) & mask; g.redirects[i].idx;
+	     i = (i + 1) & mask)
+		;
+	g.redirects[i].idx = idx + 1;
+	g.redirects[i].to = to;
+	g.nr_redirects++;
+	return 0;
+}
+
+/* The canonical string of a pool entry resolved before, or NULL. */
+static PyObject *name_resolved(uint32_t idx)
+{
+	PyObject *o;
+
+	if (idx >= g.ar.hdr->nr_names ||
+	    !(g.resolved[idx / 8] & (1u << (idx % 8))))
+		return NULL;
+	o = pycds_name_entry(&g.ar, idx);
+	return PyUnicode_CHECK_INTERNED(o) ? o : redirect_find(idx);
+}
+
 static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 {
 	PyObject *o, *t;
 
-	if (idx < g.ar.hdr->nr_names && g.resolved[idx])
-		return g.resolved[idx];
+	t = name_resolved(idx);
+	if (t)
+		return t;
 	if (pycds_name_check(&g.ar, idx, &g.ctx, err, errlen))
 		return NULL;
 	names_prefault(pycds_name_get(&g.ar, idx));
@@ -526,8 +594,12 @@ static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 	t = o;
 	Py_INCREF(t);
 	PyUnicode_InternInPlace(&t);
+	if (t != o && redirect_add(idx, t)) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	g.interned++;
-	g.resolved[idx] = t;
+	g.resolved[idx / 8] |= 1u << (idx % 8);
 	return t;
 }
 
@@ -537,8 +609,7 @@ static int names_prepare(char *err, size_t errlen)
 
 	if (g.resolved)
 		return 0;
-	g.resolved = calloc(g.ar.hdr->nr_names ? g.ar.hdr->nr_names : 1,
-			    sizeof(*g.resolved));
+	g.resolved = calloc(g.ar.hdr->nr_names / 8 + 1, 1);
 	g.chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
 	if (!g.resolved || !g.chunks) {
 		free(g.resolved);
@@ -1464,7 +1535,7 @@ static PyObject *record_names(PyObject *out)
 	if (!g.enabled || !g.resolved)
 		return out;
 	for (i = 0; i < g.ar.hdr->nr_names && out; i++) {
-		PyObject *t = g.resolved[i];
+		PyObject *t = name_resolved(i);
 		const char *s;
 
 		if (!t)

@@ -347,12 +347,25 @@ static int mark_rewritten(struct writer *w, PyObject *o, unsigned int depth)
 		return 0;
 	if (PyFrozenSet_CheckExact(o)) {
 		/* Rebuilt from its items, which are touched then. */
-		Py_ssize_t pos = 0;
-		Py_hash_t h;
+		PyObject *it = PyObject_GetIter(o);
 
-		while (_PySet_NextEntry(o, &pos, &v, &h))
-			if (hot_add(w, v) || mark_rewritten(w, v, depth + 1))
+		if (!it)
+			return left_out(w, "cannot iterate a frozenset");
+		while ((v = PyIter_Next(it))) {
+			/* The frozenset holds a reference. */
+			int r = hot_add(w, v) || mark_rewritten(w, v, depth + 1);
+
+			Py_DECREF(v);
+			if (r) {
+				Py_DECREF(it);
 				return -1;
+			}
+		}
+		Py_DECREF(it);
+		if (PyErr_Occurred()) {
+			PyErr_Clear();
+			return left_out(w, "cannot iterate a frozenset");
+		}
 		return 0;
 	}
 	if (!PyTuple_CheckExact(o))
