@@ -484,6 +484,11 @@ static unsigned int place(struct writer *w, PyObject *o, unsigned int region)
 		return region;
 	if (!hot_has(w, o))
 		return PYCDS_REGION_IDLE;
+	/* 3.11 writes both: a module's code objects and the constants they
+	 * push share its code span, so a process first touches one region for
+	 * them, not two.  Later versions leave constants unwritten. */
+	if (PYCDS_RUNS_BODY_COPIES)
+		return PYCDS_REGION_CODE;
 	return PyCode_Check(o) ? PYCDS_REGION_CODE : PYCDS_REGION_DATA;
 }
 
