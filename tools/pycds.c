@@ -83,10 +83,12 @@ static pid_t spawn(char *const argv[], char *const envp[], int out_fd)
 		if (out_fd >= 0)
 			dup2(out_fd, 1);
 		if (out_fd == -2) {
-			/* Quiet: both outputs to /dev/null. */
-			int null = open("/dev/null", O_WRONLY);
+			/* Quiet, and never waiting on a terminal: stdin,
+			 * stdout and stderr on /dev/null. */
+			int null = open("/dev/null", O_RDWR);
 
 			if (null >= 0) {
+				dup2(null, 0);
 				dup2(null, 1);
 				dup2(null, 2);
 			}

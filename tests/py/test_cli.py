@@ -10,7 +10,7 @@ from pycdslib import (OFF, PYCDS, PYTHON, Archive, Tap, build, describe,
                       pycds_lines, require, run, scratch, write_tree)
 
 require()
-t = Tap(44)
+t = Tap(48)
 tmp = scratch()
 app = os.path.join(tmp, "app")
 write_tree(app, {
@@ -189,6 +189,38 @@ t.ok(bm.returncode == 0 and {"json", "json.decoder", "email.parser",
 bm = build(mm, ["-m", "json,no_such_module_xyz"])
 t.ok("no_such_module_xyz" in bm.stderr,
      "build -m names a module it cannot import", describe(bm))
+
+# ---- the layout run: the command runs twice, or once with --once ----
+counted = os.path.join(tmp, "counted")
+write_tree(counted, {
+    "count.py": ("import sys, json, email.parser\n"
+                 "sys.stdin.read()\n"
+                 "with open(sys.argv[1], 'a') as f:\n"
+                 "    f.write('run\\n')\n"
+                 "print('counted', json.dumps([1]))\n"),
+})
+cscript = os.path.join(counted, "count.py")
+for once, runs in ((False, 2), (True, 1)):
+    log = os.path.join(counted, f"runs-{once}")
+    arch = os.path.join(counted, f"c-{once}.pycds")
+    argv = [PYCDS, "build", "-o", arch, "--python", PYTHON] + \
+        (["--once"] if once else []) + ["--", PYTHON, cscript, log]
+    # stdin a pipe at EOF: the recorded run reads it; the layout run
+    # must not wait on it either.
+    c = run(argv, cwd=counted, input="", timeout=300)
+    n = open(log).read().count("run") if os.path.isfile(log) else 0
+    what = "with --once" if once else "by default"
+    t.ok(c.returncode == 0 and n == runs and
+         c.stdout.count("counted [1]") == 1,
+         f"build {what}: the command ran {runs} time(s), its output "
+         "shown once", describe(c) + f"\nruns: {n}")
+    v = run([PYCDS, "verify", arch, "--python", PYTHON])
+    p = run([PYTHON, cscript, os.devnull], cwd=counted, input="",
+            PYCDS_ARCHIVE=arch)
+    t.ok(v.returncode == 0 and p.returncode == 0 and
+         p.stdout == "counted [1]\n" and not pycds_lines(p.stderr),
+         f"the archive built {what} verifies and serves the command",
+         describe(v) + describe(p))
 
 # ---- a sourceless module (.pyc, no source): archived and served ----
 legacy = os.path.join(tmp, "legacy")
