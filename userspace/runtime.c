@@ -108,7 +108,9 @@ static struct {
 	PyObject *archive_loader;	/* our SourceFileLoader subclass */
 	PyObject *pyc_loader;		/* SourcelessFileLoader */
 	PyObject *pyc_get_code;		/* SourcelessFileLoader.get_code */
-	PyObject *archive_pyc_loader;	/* our SourcelessFileLoader subclass */
+	PyObject *archive_pyc_loader;	/* our SourcelessFileLoader subclass,
+					 * made when first needed */
+	PyObject *module;		/* _pycds */
 	PyObject *finder;
 } g;
 
@@ -974,6 +976,25 @@ static PyObject *make_loader_type(PyObject *module, const char *name,
 	return type;
 }
 
+/* The ArchiveSourcelessLoader class, made when a sourceless module is
+ * first served: they are rare, and making a class costs each process
+ * about 40 us at start. */
+static PyObject *pyc_loader_type(void)
+{
+	if (g.archive_pyc_loader || !g.module)
+		return g.archive_pyc_loader;
+	g.archive_pyc_loader = make_loader_type(
+		g.module, "ArchiveSourcelessLoader", g.pyc_loader,
+		"A SourcelessFileLoader whose code objects come from a pycds "
+		"archive.");
+	/* Reachable by name, like any class (pickle, introspection). */
+	if (g.archive_pyc_loader &&
+	    PyObject_SetAttrString(g.module, "ArchiveSourcelessLoader",
+				   g.archive_pyc_loader))
+		Py_CLEAR(g.archive_pyc_loader);
+	return g.archive_pyc_loader;
+}
+
 /* ---- the finder ---- */
 
 typedef struct {
@@ -1022,13 +1043,19 @@ static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
 	     ((PyObject *)Py_TYPE(loader) == g.pyc_loader &&
 	      (m->flags & PYCDS_MOD_SOURCELESS))) &&
 	    origin_equal(m, origin)) {
-		PyObject *ours = PyObject_CallFunctionObjArgs(
-			m->flags & PYCDS_MOD_SOURCELESS ? g.archive_pyc_loader
-							: g.archive_loader,
-			name, origin, NULL);
+		PyObject *type = m->flags & PYCDS_MOD_SOURCELESS
+					 ? pyc_loader_type()
+					 : g.archive_loader;
+		PyObject *ours = type ? PyObject_CallFunctionObjArgs(
+						type, name, origin, NULL)
+				      : NULL;
 
-		if (!ours || PyObject_SetAttrString(spec, "loader", ours)) {
-			Py_XDECREF(ours);
+		if (!type) {
+			/* Served the normal way. */
+			PyErr_Clear();
+			g.misses++;
+		} else if (!ours ||
+			   PyObject_SetAttrString(spec, "loader", ours)) {
 			Py_CLEAR(spec);
 		}
 		Py_XDECREF(ours);
@@ -1325,17 +1352,12 @@ static int enable_path(PyObject *module, const char *path)
 		module, "ArchiveLoader", g.source_loader,
 		"A SourceFileLoader whose code objects come from a pycds "
 		"archive.");
-	g.archive_pyc_loader = make_loader_type(
-		module, "ArchiveSourcelessLoader", g.pyc_loader,
-		"A SourcelessFileLoader whose code objects come from a pycds "
-		"archive.");
-	if (!g.archive_loader || !g.archive_pyc_loader)
+	if (!g.archive_loader)
 		return -1;
 	/* Reachable by name, like any class (pickle, introspection). */
-	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader) ||
-	    PyObject_SetAttrString(module, "ArchiveSourcelessLoader",
-				   g.archive_pyc_loader))
+	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader))
 		return -1;
+	Py_XSETREF(g.module, Py_NewRef(module));
 	if (install_finder())
 		return -1;
 	g.enabled = 1;
