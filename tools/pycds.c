@@ -24,8 +24,10 @@
 extern char **environ;
 
 static const char usage_text[] =
-	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once] -- CMD [ARGS...]\n"
-	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once] -m MOD[,MOD...]\n"
+	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once]\n"
+	"                   [--hash-seed N] -- CMD [ARGS...]\n"
+	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once]\n"
+	"                   [--hash-seed N] -m MOD[,MOD...]\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
 	"       pycds --help | --version\n";
@@ -57,6 +59,10 @@ static const char help_text[] =
 	"  --base ADDR        preferred base address (default 0x200000000000)\n"
 	"  -m MOD[,MOD...]    modules to import instead of a command\n"
 	"  --once             run CMD once: no layout run (see below)\n"
+	"  --hash-seed N      store the hashes of str, bytes and frozenset\n"
+	"                     constants for PYTHONHASHSEED=N (0-4294967295);\n"
+	"                     the archive then serves only processes run\n"
+	"                     with that seed.  Default: no hashes, any seed.\n"
 	"  --modules          with inspect: list the modules\n"
 	"\n"
 	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py.\n"
@@ -248,6 +254,7 @@ static int cmd_build(int argc, char **argv)
 		{ "base", required_argument, NULL, 'b' },
 		{ "modules", required_argument, NULL, 'm' },
 		{ "once", no_argument, NULL, '1' },
+		{ "hash-seed", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -260,7 +267,9 @@ static int cmd_build(int argc, char **argv)
 	char layenv[64 + sizeof(layout)], arenv[64 + sizeof(first)];
 	const char *rec_extra[] = { recenv, NULL };
 	const char *lay_extra[] = { layenv, arenv, NULL };
-	const char *build_extra[] = { "PYTHONHASHSEED=0", NULL };
+	char seedenv[32] = "PYTHONHASHSEED=0";
+	const char *build_extra[] = { seedenv, NULL };
+	const char *hash_seed = NULL;
 	char **env = NULL;
 	int c, fd, ret = 1, status, once = 0, have_layout = 0;
 
@@ -272,6 +281,7 @@ static int cmd_build(int argc, char **argv)
 		case 'b': base = optarg; break;
 		case 'm': mods = optarg; break;
 		case '1': once = 1; break;
+		case 's': hash_seed = optarg; break;
 		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
 		default: return usage();
 		}
@@ -294,6 +304,20 @@ static int cmd_build(int argc, char **argv)
 				"pycds build: --base must be a page-aligned address\n");
 			return 2;
 		}
+	}
+	if (hash_seed) {
+		char *end;
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(hash_seed, &end, 10);
+		if (!*hash_seed || *end || errno || v > 4294967295ULL ||
+		    hash_seed[0] == '-' || hash_seed[0] == '+') {
+			fprintf(stderr,
+				"pycds build: --hash-seed must be an integer from 0 to 4294967295\n");
+			return 2;
+		}
+		snprintf(seedenv, sizeof(seedenv), "PYTHONHASHSEED=%llu", v);
 	}
 	if (find_driver(driver, sizeof(driver))) {
 		fprintf(stderr,
@@ -360,7 +384,7 @@ static int cmd_build(int argc, char **argv)
 	if (!env)
 		goto out;
 	{
-		char *bargv[10];
+		char *bargv[12];
 		int k = 0;
 
 		bargv[k++] = (char *)python;
@@ -374,6 +398,10 @@ static int cmd_build(int argc, char **argv)
 		if (base) {
 			bargv[k++] = "--base";
 			bargv[k++] = (char *)base;
+		}
+		if (hash_seed) {
+			bargv[k++] = "--hash-seed";
+			bargv[k++] = seedenv + strlen("PYTHONHASHSEED=");
 		}
 		bargv[k++] = record;
 		bargv[k] = NULL;
@@ -504,6 +532,11 @@ static int cmd_inspect(int argc, char **argv)
 		printf("region %-8s offset 0x%llx, %llu bytes\n",
 		       pycds_region_name(r), (unsigned long long)h->regions[r].off,
 		       (unsigned long long)h->regions[r].size);
+	if (h->hash_flags & PYCDS_HASHES_STORED)
+		printf("hashes:          stored for PYTHONHASHSEED=%u\n",
+		       (unsigned int)h->hash_seed);
+	else
+		printf("hashes:          none stored (any PYTHONHASHSEED)\n");
 	printf("modules:         %u (%u packages)\n", h->nr_modules, packages);
 	printf("names pool:      %u strings, offset 0x%llx, %llu bytes\n",
 	       h->nr_names,

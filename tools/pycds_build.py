@@ -211,6 +211,8 @@ def main(argv):
     p.add_argument("--base", type=lambda s: int(s, 0), default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--layout", help="record of a layout run")
+    p.add_argument("--hash-seed", type=int, default=None,
+                   help="store hashes; PYTHONHASHSEED must be this seed")
     p.add_argument("records", nargs="+")
     a = p.parse_args(argv)
 
@@ -239,6 +241,13 @@ def main(argv):
         else:
             left_out.append((name, why))
     kw = {} if a.base is None else {"base": a.base}
+    if a.hash_seed is not None:
+        # Hashes are stored as this process computes them: it must run
+        # under the seed the header will name.
+        if os.environ.get("PYTHONHASHSEED") != str(a.hash_seed):
+            fail(f"--hash-seed {a.hash_seed} needs PYTHONHASHSEED="
+                 f"{a.hash_seed} in the environment")
+        kw["hash_seed"] = a.hash_seed
     # Slots a process rewrites (names interned before the archive's) are
     # laid out with what it writes; without the list, the layout is only
     # less shared, never wrong.

@@ -78,14 +78,14 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	if (h->header_size != sizeof(*h))
 		return fail(err, errlen, "header size %u, expected %zu",
 			    h->header_size, sizeof(*h));
-	{
-		static const uint8_t zero[sizeof(h->reserved)];
-
-		/* Reserved means zero: a later format may give them meaning. */
-		if (h->reserved0 || h->reserved1 ||
-		    memcmp(h->reserved, zero, sizeof(zero)))
-			return fail(err, errlen, "reserved header fields not zero");
-	}
+	/* Reserved means zero: a later format may give them meaning. */
+	if (h->reserved0 || h->reserved1)
+		return fail(err, errlen, "reserved header fields not zero");
+	if (h->hash_flags & ~PYCDS_HASHES_STORED)
+		return fail(err, errlen, "unknown hash flags 0x%x",
+			    h->hash_flags);
+	if (!h->hash_flags && (h->hash_seed || h->hash_probe))
+		return fail(err, errlen, "hash seed fields set without stored hashes");
 	if (h->file_size != size)
 		return fail(err, errlen,
 			    "file is %zu bytes, header says %llu (truncated?)",

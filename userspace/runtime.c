@@ -481,7 +481,9 @@ static int name_sane(uint32_t idx, PyObject *o)
 #if PY_VERSION_HEX < 0x030C0000
 	    !a->state.ready ||
 #endif
-	    a->state.interned || a->hash != -1 ||
+	    a->state.interned ||
+	    (a->hash != -1 &&
+	     !(g.ar.hdr->hash_flags & PYCDS_HASHES_STORED)) ||
 	    (kind != 1 && kind != 2 && kind != 4) ||
 	    (a->state.ascii && kind != 1) || a->length < 0 ||
 	    (uint64_t)a->length > room)
@@ -652,6 +654,10 @@ static int apply_fsets(const struct pycds_module *m, char *err, size_t errlen)
 	uint32_t i;
 
 	f += m->fset_first;
+	/* Built for this process's seed (checked by enable): the archived
+	 * tables are what it would build. */
+	if (g.ar.hdr->hash_flags & PYCDS_HASHES_STORED)
+		return 0;
 	for (i = 0; i < m->fset_count; i++) {
 		PyObject **slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
 		PyObject *keys, *t;
@@ -1308,6 +1314,34 @@ static int prefault_policy(void)
 	return PF_HUGE;
 }
 
+/* An archive with stored hashes serves only processes that hash as the
+ * build did: same PYTHONHASHSEED. */
+static int hash_seed_check(char *err, size_t errlen)
+{
+	const struct pycds_header *h = g.ar.hdr;
+	PyObject *probe;
+	Py_hash_t ph;
+
+	if (!(h->hash_flags & PYCDS_HASHES_STORED))
+		return 0;
+	probe = PyUnicode_FromString(PYCDS_HASH_PROBE);
+	ph = probe ? PyObject_Hash(probe) : -1;
+	Py_XDECREF(probe);
+	if (ph == -1) {
+		PyErr_Clear();
+		snprintf(err, errlen, "cannot hash the seed probe");
+		return -1;
+	}
+	if ((uint64_t)ph != h->hash_probe) {
+		snprintf(err, errlen,
+			 "built for PYTHONHASHSEED=%u (hashes stored), and this "
+			 "process hashes with another seed",
+			 (unsigned int)h->hash_seed);
+		return -1;
+	}
+	return 0;
+}
+
 static int enable_path(PyObject *module, const char *path)
 {
 	char err[PYCDS_ERR_LEN];
@@ -1336,7 +1370,8 @@ static int enable_path(PyObject *module, const char *path)
 	g.prefault = prefault_policy();
 	g.thp = -1;
 	prefetch_start(g.fd, g.map_size);
-	if (archive_check(&g.ar, &g.image, err, sizeof(err)))
+	if (archive_check(&g.ar, &g.image, err, sizeof(err)) ||
+	    hash_seed_check(err, sizeof(err)))
 		goto reject;
 	g.state = calloc(g.ar.hdr->nr_modules ? g.ar.hdr->nr_modules : 1, 1);
 	g.huge = calloc(g.map_size / HUGE_CHUNK + 1, 1);
@@ -1420,7 +1455,7 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 	(void)self;
 	(void)noargs;
 	return Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:s}", "archive",
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s}", "archive",
 		g.path, "base",
 		g.enabled ? PyLong_FromVoidPtr(g.map) : Py_NewRef(Py_None),
 		"preferred_base",
@@ -1432,7 +1467,11 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		"error", g.error ? g.error : Py_None, "size",
 		(unsigned long long)g.map_size, "interned", g.interned,
 		"redirected", g.redirected, "prepare_ns", g.prepare_ns,
-		"image_bias", (unsigned long long)g.ctx.bias, "huge_chunks",
+		"image_bias", (unsigned long long)g.ctx.bias, "hash_seed",
+		g.enabled && g.ar.hdr->hash_flags & PYCDS_HASHES_STORED
+			? PyLong_FromUnsignedLong(g.ar.hdr->hash_seed)
+			: Py_NewRef(Py_None),
+		"huge_chunks",
 		g.huge_chunks, "prefetch",
 		g.prefetch == PREFETCH_URING  ? "uring"
 		: g.prefetch == PREFETCH_SYNC ? "sync"

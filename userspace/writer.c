@@ -67,6 +67,8 @@ struct writer {
 	PyObject **hot;			/* per module: objects a process writes */
 	size_t hot_cap, hot_used;
 	unsigned int depth;
+	int hashes;			/* store hashes (--hash-seed) */
+	uint32_t hash_seed;
 	char why[200];			/* why a module was left out */
 };
 
@@ -123,6 +125,25 @@ static int left_out(struct writer *w, const char *fmt, ...)
 	vsnprintf(w->why, sizeof(w->why), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/*
+ * The hash cached in an archived str, bytes or frozenset: -1 (not
+ * computed) unless the build stores hashes, for the seed this process runs
+ * under.  0 on success, -1 with the module left out.
+ */
+static int stored_hash(struct writer *w, PyObject *o, Py_hash_t *out)
+{
+	*out = -1;
+	if (!w->hashes)
+		return 0;
+	*out = PyObject_Hash(o);
+	if (*out == -1) {
+		PyErr_Clear();
+		return left_out(w, "cannot hash a %s constant",
+				Py_TYPE(o)->tp_name);
+	}
+	return 0;
 }
 
 static int add_slot(struct writer *w, unsigned int region, size_t off,
@@ -499,6 +520,7 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 	int kind = PyUnicode_KIND(o);
 	size_t hdr, size;
 	PyASCIIObject *a;
+	Py_hash_t hash;
 
 	if (!PyUnicode_IS_COMPACT(o) || !PyUnicode_IS_READY(o))
 		return left_out(w, "non-compact str constant");
@@ -509,8 +531,10 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 			  PYCDS_IMG_TYPE_STR, size, o);
 	if (*off < 0)
 		return -1;
+	if (stored_hash(w, o, &hash))
+		return -1;
 	a = (PyASCIIObject *)at(w, region, *off);
-	a->hash = -1;
+	a->hash = hash;
 	/* Rebuild the state word and its padding from the named bits only:
 	 * the rest of the copied bytes were never initialised. */
 	memset(&a->state, 0, sizeof(PyASCIIObject) -
@@ -565,6 +589,7 @@ static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
 	size_t slots = (size_t)s->mask + 1, i;
 	long table_off;
 	struct ref r;
+	Py_hash_t hash;
 
 	*off = new_object(w, region, sizeof(PySetObject), 1, &PyFrozenSet_Type,
 			  PYCDS_IMG_TYPE_FROZENSET, sizeof(PySetObject), o);
@@ -578,10 +603,12 @@ static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
 		if (table_off < 0)
 			return left_out(w, "archive too large");
 	}
+	if (stored_hash(w, o, &hash))
+		return -1;
 	d = (PySetObject *)at(w, region, *off);
 	if (s->table != s->smalltable)
 		memset(d->smalltable, 0, sizeof(d->smalltable));
-	d->hash = -1;
+	d->hash = hash;
 	d->finger = 0;
 	d->weakreflist = NULL;
 	d->table = NULL;
@@ -797,14 +824,16 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 		size_t size = offsetof(PyBytesObject, ob_sval) +
 			      PyBytes_GET_SIZE(o) + 1;
 
+		Py_hash_t hash;
+
 		off = new_object(w, region, size, 0, &PyBytes_Type,
 				 PYCDS_IMG_TYPE_BYTES, size, o);
-		ret = off < 0 ? -1 : 0;
+		ret = off < 0 ? -1 : stored_hash(w, o, &hash);
 		/* The cached hash depends on the hash seed. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 		if (!ret)
-			((PyBytesObject *)at(w, region, off))->ob_shash = -1;
+			((PyBytesObject *)at(w, region, off))->ob_shash = hash;
 #pragma GCC diagnostic pop
 	} else if (PyLong_CheckExact(o)) {
 		Py_ssize_t nd = PYCDS_LONG_NDIGITS(o);
@@ -1123,6 +1152,17 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->nr_interns = l.nr_interns;
 	h->fsets_off = l.fsets_off;
 	h->nr_fsets = l.nr_fsets;
+	if (w->hashes) {
+		PyObject *probe = PyUnicode_FromString(PYCDS_HASH_PROBE);
+		Py_hash_t ph = probe ? PyObject_Hash(probe) : -1;
+
+		Py_XDECREF(probe);
+		if (ph == -1)
+			goto out;
+		h->hash_flags = PYCDS_HASHES_STORED;
+		h->hash_seed = w->hash_seed;
+		h->hash_probe = (uint64_t)ph;
+	}
 
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, me, n * sizeof(*me));
@@ -1205,7 +1245,8 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "path", "modules", "base", "preinterned",
-				  "ran", NULL };
+				  "ran", "hash_seed", NULL };
+	PyObject *hash_seed = Py_None;
 	unsigned long long base = PYCDS_DEFAULT_BASE;
 	struct writer w = { 0 };
 	struct wmodule *mods = NULL;
@@ -1216,10 +1257,25 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOO", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
-					 &base, &w.preinterned, &w.ran))
+					 &base, &w.preinterned, &w.ran,
+					 &hash_seed))
 		return NULL;
+	if (hash_seed != Py_None) {
+		/* The seed this process runs under: the caller sets
+		 * PYTHONHASHSEED and says which, so the header can name it. */
+		unsigned long seed = PyLong_AsUnsignedLong(hash_seed);
+
+		if (PyErr_Occurred() || seed > 4294967295UL) {
+			PyErr_Clear();
+			PyErr_SetString(PyExc_ValueError,
+					"hash_seed must be an int from 0 to 4294967295");
+			goto out;
+		}
+		w.hashes = 1;
+		w.hash_seed = (uint32_t)seed;
+	}
 	if (w.preinterned == Py_None)
 		w.preinterned = NULL;
 	if (w.ran == Py_None)

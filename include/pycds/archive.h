@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pycds archive format, version 2.
+ * pycds archive format, version 3.
  *
  * An archive is a file that is mapped into a Python process as it is.  It
  * holds ready-made CPython objects (the heap) and the tables that let a
@@ -24,7 +24,7 @@
 
 #define PYCDS_MAGIC		"PYCDS\0\r\n"
 #define PYCDS_MAGIC_LEN		8
-#define PYCDS_FORMAT_VERSION	2
+#define PYCDS_FORMAT_VERSION	3
 
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
@@ -102,8 +102,21 @@ struct pycds_header {
 
 	uint64_t meta_checksum;	/* XXH3-64 of modules, buckets and names */
 	uint64_t header_checksum; /* XXH3-64 of this header, this field 0 */
-	uint8_t reserved[16];
+
+	/* Stored hashes (pycds build --hash-seed): with PYCDS_HASHES_STORED,
+	 * every str, bytes and frozenset carries its hash under
+	 * PYTHONHASHSEED=hash_seed, and a process whose hash of
+	 * PYCDS_HASH_PROBE differs from hash_probe must not use the archive.
+	 * Without it, all three fields are zero and every cached hash is -1:
+	 * the archive serves any seed. */
+	uint32_t hash_flags;
+	uint32_t hash_seed;
+	uint64_t hash_probe;
 };
+
+#define PYCDS_HASHES_STORED	0x1u
+/* The str whose hash tells a process's seed from the archive's. */
+#define PYCDS_HASH_PROBE	"pycds: hash seed probe"
 
 #define PYCDS_MOD_PACKAGE	0x1u
 /* The module came from a sourceless .pyc: origin is that file, and

@@ -166,7 +166,7 @@ def run_with_stats(script, archive=None, cwd=None, args=(), **env):
     return p, st
 
 
-# ---- the archive format, include/pycds/archive.h (format 2) ----
+# ---- the archive format, include/pycds/archive.h (format 3) ----
 
 HEADER_SIZE = 360
 INTERP_OFF = 32
@@ -183,7 +183,8 @@ OFF = {                                   # header field -> file offset
     "relocs_off": 264, "nr_relocs": 272, "images_off": 280,
     "nr_images": 288, "interns_off": 296, "nr_interns": 304,
     "fsets_off": 312, "nr_fsets": 320,
-    "meta_checksum": 328, "header_checksum": 336, "reserved": 344,
+    "meta_checksum": 328, "header_checksum": 336, "hash_flags": 344,
+    "hash_seed": 348, "hash_probe": 352,
 }
 BUILD_ID_OFF = OFF["build_id"]
 CHECKSUM_OFF = OFF["header_checksum"]
@@ -214,13 +215,13 @@ class Archive:
         h["magic"] = d[0:8]
         for k in ("version", "header_size", "hexversion", "pyc_magic",
                   "build_id_len", "optimize", "nr_names", "nr_modules",
-                  "nr_buckets"):
+                  "nr_buckets", "hash_flags", "hash_seed"):
             h[k] = _u32(d, OFF[k])
         for k in ("file_size", "preferred_base", "layout", "runtime_addr",
                   "names_index_off", "modules_off", "buckets_off",
                   "relocs_off", "nr_relocs", "images_off", "nr_images",
                   "interns_off", "nr_interns", "fsets_off", "nr_fsets",
-                  "meta_checksum", "header_checksum"):
+                  "meta_checksum", "header_checksum", "hash_probe"):
             h[k] = _u64(d, OFF[k])
         h["cache_tag"] = d[40:56].rstrip(b"\0").decode()
         h["abiflags"] = d[56:64].rstrip(b"\0").decode()

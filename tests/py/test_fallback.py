@@ -82,7 +82,8 @@ for field in ("magic", "version", "header_size", "file_size",
               "layout", "regions", "names_index_off", "modules_off",
               "nr_modules", "buckets_off", "names", "relocs_off",
               "nr_relocs", "images_off", "interns_off", "fsets_off",
-              "meta_checksum", "header_checksum", "reserved"):
+              "meta_checksum", "header_checksum", "hash_flags",
+              "hash_seed", "hash_probe"):
     off = OFF[field] + (5 if field == "preferred_base" else 0)
     cases.append((f"bit flip in header field {field} (offset {off})",
                   flip(GOOD, off)))
