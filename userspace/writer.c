@@ -339,11 +339,61 @@ static void hot_reset(struct writer *w)
 	w->hot_used = 0;
 }
 
+/*
+ * Is @o's hash the same in every process: no str or bytes in it (their
+ * hashes follow the seed), nor an object hashed by address (None and
+ * Ellipsis on some versions, a NaN)?
+ */
+static int seed_free(PyObject *o, unsigned int depth)
+{
+	Py_ssize_t i;
+
+	if (depth > MAX_DEPTH)
+		return 0;
+	if (PyLong_CheckExact(o) || o == Py_True || o == Py_False)
+		return 1;
+	if (PyFloat_CheckExact(o))
+		return !isnan(PyFloat_AS_DOUBLE(o));
+	if (PyComplex_CheckExact(o))
+		return !isnan(PyComplex_RealAsDouble(o)) &&
+		       !isnan(PyComplex_ImagAsDouble(o));
+	if (PyTuple_CheckExact(o)) {
+		for (i = 0; i < PyTuple_GET_SIZE(o); i++)
+			if (!seed_free(PyTuple_GET_ITEM(o, i), depth + 1))
+				return 0;
+		return 1;
+	}
+	if (PyFrozenSet_CheckExact(o)) {
+		PyObject *it = PyObject_GetIter(o), *v;
+		int ok = it != NULL;
+
+		while (ok && (v = PyIter_Next(it))) {
+			ok = seed_free(v, depth + 1);
+			Py_DECREF(v);
+		}
+		Py_XDECREF(it);
+		if (PyErr_Occurred()) {
+			PyErr_Clear();
+			ok = 0;
+		}
+		return ok;
+	}
+	return 0;
+}
+
+/* Must a process rebuild frozenset @o for its hash seed?  Not when the
+ * archive stores hashes for its seed, nor when no hash in it depends on
+ * the seed: then the archived table is the one it would build. */
+static int rebuilt(struct writer *w, PyObject *o)
+{
+	return PyFrozenSet_CheckExact(o) && !w->hashes && !seed_free(o, 0);
+}
+
 /* Will a process rewrite a slot that holds @v? */
 static int rewritten(struct writer *w, PyObject *v)
 {
 	if (PyFrozenSet_CheckExact(v))
-		return 1;
+		return rebuilt(w, v);
 	/* Statically allocated names are the canonical ones already. */
 	if (!w->preinterned || !PyUnicode_CheckExact(v) ||
 	    !PyUnicode_CHECK_INTERNED(v) || pycds_image_contains(&w->image, v))
@@ -368,7 +418,11 @@ static int mark_rewritten(struct writer *w, PyObject *o, unsigned int depth)
 		return 0;
 	if (PyFrozenSet_CheckExact(o)) {
 		/* Rebuilt from its items, which are touched then. */
-		PyObject *it = PyObject_GetIter(o);
+		PyObject *it;
+
+		if (!rebuilt(w, o))
+			return 0;
+		it = PyObject_GetIter(o);
 
 		if (!it)
 			return left_out(w, "cannot iterate a frozenset");
@@ -605,6 +659,11 @@ static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
 	}
 	if (stored_hash(w, o, &hash))
 		return -1;
+	if (hash == -1 && seed_free(o, 0))
+		hash = PyObject_Hash(o);	/* the same in every process */
+	if (hash == -1) {
+		PyErr_Clear();
+	}
 	d = (PySetObject *)at(w, region, *off);
 	if (s->table != s->smalltable)
 		memset(d->smalltable, 0, sizeof(d->smalltable));
@@ -858,7 +917,7 @@ static int emit(struct writer *w, PyObject *o, unsigned int region,
 		ret = emit_tuple(w, o, region, &off);
 	} else if (PyFrozenSet_CheckExact(o)) {
 		ret = emit_frozenset(w, o, region, &off);
-		r.frozenset = 1;
+		r.frozenset = rebuilt(w, o);
 	} else {
 		ret = left_out(w, "%s constant", Py_TYPE(o)->tp_name);
 	}

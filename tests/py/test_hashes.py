@@ -3,7 +3,8 @@
 bytes and frozenset constants for PYTHONHASHSEED=N.  A process with that
 seed uses them as they are (a docstring nobody hashed already has its
 hash; a frozenset is the archived one, not rebuilt) and computes what
-stock computes; a process with any other seed, or a random one, does not
+stock computes (so does any process for a frozenset of ints, whose hash
+does not depend on the seed); a process with any other seed, or a random one, does not
 use the archive: one pycds: line, normal imports, the same output.
 Without --hash-seed no hash is stored and any seed is served."""
 import json
@@ -37,6 +38,11 @@ def primary(colour):
                       "black", "white", "grey", "orange"}
 
 
+def small_prime(n):
+    # A frozenset of ints: its hash and table are the same for every seed.
+    return n in {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47}
+
+
 class Shape:
     sides = 0
 
@@ -58,6 +64,9 @@ if "_pycds" in sys.modules:
         fs = [c for c in consts.primary.__code__.co_consts
               if isinstance(c, frozenset)][0]
         st["fs_in_archive"] = s["base"] <= id(fs) < s["base"] + s["size"]
+        ints = [c for c in consts.small_prime.__code__.co_consts
+                if isinstance(c, frozenset)][0]
+        st["ints_in_archive"] = s["base"] <= id(ints) < s["base"] + s["size"]
     st["hits"], st["hash_seed"] = s["hits"], s["hash_seed"]
 print("INFO " + json.dumps({"cached": cached, "fresh": fresh, **st}),
       file=sys.stderr)
@@ -68,6 +77,9 @@ print("cyan" in consts.COLOURS, "pink" in consts.COLOURS,
 print({consts.SMALL: 1}[frozenset({"y", "x"})], consts.Shape().area())
 print(consts.primary("cyan"), consts.primary("pink"), consts.primary("red"),
       hash(frozenset(["red", "green"])))
+print([n for n in range(50) if consts.small_prime(n)],
+      hash([c for c in consts.small_prime.__code__.co_consts
+            if isinstance(c, frozenset)][0]))
 '''
 
 PROBE = "pycds: hash seed probe"
@@ -85,7 +97,7 @@ def without_info(stderr):
                    if not line.startswith("INFO "))
 
 
-t = Tap(22)
+t = Tap(23)
 tmp = scratch()
 write_tree(tmp, {"consts.py": CONSTS, "app.py": APP})
 app = os.path.join(tmp, "app.py")
@@ -147,7 +159,7 @@ for seed in ("8", "0", None):
     lines = pycds_lines(without_info(arch.stderr))
     t.ok(arch.returncode == 0 and
          (seed is None or stock.stdout == arch.stdout) and
-         stock.stdout.count("\n") == arch.stdout.count("\n") == 5,
+         stock.stdout.count("\n") == arch.stdout.count("\n") == 6,
          f"{label}: output identical to stock" if seed else
          f"{label}: runs to the end (hashes differ run to run)",
          diff(stock.stdout, arch.stdout) + "\n" + describe(arch))
@@ -170,8 +182,11 @@ t.ok(stock.stdout == arch.stdout and stock.stdout and
      "without stored hashes: served under seed 5, output identical",
      diff(stock.stdout, arch.stdout) + "\n" + describe(arch))
 t.ok(ai.get("cached") == -1 and ai.get("fs_in_archive") is False,
-     "without stored hashes: hashes left for the process, frozenset "
-     "rebuilt for its seed", f"{ai}")
+     "without stored hashes: hashes left for the process, a frozenset "
+     "of str rebuilt for its seed", f"{ai}")
+t.ok(ai.get("ints_in_archive") is True,
+     "without stored hashes: a frozenset of ints is the archived one "
+     "(its hash does not depend on the seed)", f"{ai}")
 
 for bad in ("-1", "x", "4294967296", ""):
     p = run([PYCDS, "build", "--hash-seed", bad, "-o",
