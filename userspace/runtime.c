@@ -499,8 +499,9 @@ static int name_sane(uint32_t idx, PyObject *o)
 }
 
 /* Pool pages are written by interning: copy each 16 KiB chunk of the pool
- * once, when the first entry in it is needed. */
-#define NAMES_CHUNK (4u << 10)
+ * once, when the first entry in it is needed (one system call for four
+ * pages; the pool is in the order the build's run first used its names). */
+#define NAMES_CHUNK (16u << 10)
 
 static void names_prefault(const struct pycds_name *n)
 {
@@ -704,10 +705,15 @@ static PyObject *module_prepare(uint32_t idx, const char *name)
 		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || relocating);
 	prefault(m->span_off[PYCDS_REGION_DATA], m->span_size[PYCDS_REGION_DATA],
 		 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || relocating);
-	prefault(m->span_off[PYCDS_REGION_IDLE], m->span_size[PYCDS_REGION_IDLE],
-		 relocating);
-	prefault(m->span_off[PYCDS_REGION_COLD], m->span_size[PYCDS_REGION_COLD],
-		 relocating);
+	/* Read-only spans are faulted in by the checksum below, a 64 KiB
+	 * fault-around (or a PMD) at a time: populating them page by page
+	 * cost stdlib6 about 0.45 ms more (median of 41 preparations). */
+	if (relocating) {
+		prefault(m->span_off[PYCDS_REGION_IDLE],
+			 m->span_size[PYCDS_REGION_IDLE], 1);
+		prefault(m->span_off[PYCDS_REGION_COLD],
+			 m->span_size[PYCDS_REGION_COLD], 1);
+	}
 	if (pycds_module_check(&g.ar, idx, &g.ctx, err, sizeof(err)) ||
 	    names_prepare(err, sizeof(err)))
 		goto bad;
