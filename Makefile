@@ -38,18 +38,25 @@ CFLAGS ?= -O2 -g
 CFLAGS += -Wall -Wextra $(WERROR) -std=gnu11 -fno-strict-aliasing -MMD -MP
 CPPFLAGS += -Iinclude
 XXHASH_LIBS :=
+# On x86-64 a second build of XXH3 with the AVX2 kernel, chosen at run time.
+ifeq ($(shell uname -m),x86_64)
+XXH_SRCS := userspace/xxh_avx2.c
+CPPFLAGS += -DPYCDS_XXH_AVX2
+endif
+READER_OBJS := $(BUILD)/obj/userspace/archive.o \
+	       $(XXH_SRCS:%.c=$(BUILD)/obj/%.o)
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
 EXT_SRCS := userspace/archive.c userspace/interp.c userspace/writer.c \
-	    userspace/runtime.c userspace/module.c
+	    userspace/runtime.c userspace/module.c $(XXH_SRCS)
 EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 
 TOOL := $(BUILD)/pycds
-TOOL_OBJS := $(BUILD)/obj/tools/pycds.o $(BUILD)/obj/userspace/archive.o
+TOOL_OBJS := $(BUILD)/obj/tools/pycds.o $(READER_OBJS)
 
 LOADER := $(BUILD)/pycds-loader
 LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
-	       $(BUILD)/obj/userspace/archive.o
+	       $(READER_OBJS)
 URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 # Linked into _pycds statically: every Python process loads it, and one
 # more shared library would cost each of them a lookup and a mapping.
@@ -76,7 +83,7 @@ STAGED := $(VENV)/.staged
 
 all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages
 
-$(BUILD)/bench-pages: tools/bench_pages.c $(BUILD)/obj/userspace/archive.o
+$(BUILD)/bench-pages: tools/bench_pages.c $(READER_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(XXHASH_LIBS) -o $@
@@ -89,6 +96,8 @@ $(BUILD)/ext/%.o: %.c
 $(EXT): $(EXT_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) $(URING_STATIC) -o $@
+
+$(BUILD)/obj/userspace/xxh_avx2.o $(BUILD)/ext/userspace/xxh_avx2.o: CFLAGS += -mavx2
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -138,11 +147,11 @@ $(KSFT_HDR):
 		linux-source-6.1/tools/testing/selftests/kselftest_harness.h \
 		linux-source-6.1/tools/testing/selftests/kselftest.h
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/obj/userspace/archive.o $(KSFT_HDR)
+$(BUILD)/tests/%: tests/%.c $(READER_OBJS) $(KSFT_HDR)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) -I$(KSFT_DIR) $(CFLAGS) -Wno-unused-parameter \
-		$< $(BUILD)/obj/userspace/archive.o $(XXHASH_LIBS) -o $@
+		$< $(READER_OBJS) $(XXHASH_LIBS) -o $@
 
 # A private venv of PYTHON with _pycds and its hook, so tests exercise the
 # real PYCDS_ARCHIVE start-up path without touching the system.

@@ -16,6 +16,29 @@
 #include <xxhash.h>
 
 #include "pycds/reader.h"
+#include "pycds/xxh.h"
+
+/*
+ * XXH3_64bits_update() for the large inputs of checksums: with the AVX2
+ * kernel where the build has it (PYCDS_XXH_AVX2, x86-64) and the CPU too,
+ * else the SSE2 one this file is built with.  Same result either way.
+ */
+static void sum_update(XXH3_state_t *st, const void *p, size_t n)
+{
+#ifdef PYCDS_XXH_AVX2
+	static int avx2 = -1;
+
+	if (avx2 < 0) {
+		__builtin_cpu_init();
+		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+	}
+	if (avx2 && n >= 1024) {
+		pycds_xxh3_update_avx2(st, p, n);
+		return;
+	}
+#endif
+	XXH3_64bits_update(st, p, n);
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -250,10 +273,10 @@ int pycds_meta_check(const struct pycds_archive *ar, char *err,
 	int ret;
 
 	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, pycds_ptr(ar, h->modules_off),
+	sum_update(&st, pycds_ptr(ar, h->modules_off),
 			   (size_t)h->nr_modules * sizeof(struct pycds_module));
-	XXH3_64bits_update(&st, buckets, (size_t)h->nr_buckets * 4);
-	XXH3_64bits_update(&st, pycds_ptr(ar, h->names.off), h->names.size);
+	sum_update(&st, buckets, (size_t)h->nr_buckets * 4);
+	sum_update(&st, pycds_ptr(ar, h->names.off), h->names.size);
 	if (XXH3_64bits_digest(&st) != h->meta_checksum)
 		return fail(err, errlen, "index checksum mismatch");
 	for (i = 0; i < h->nr_buckets; i++)
@@ -314,7 +337,28 @@ static uint64_t load_slot(const struct pycds_archive *ar, uint32_t slot)
 	return v;
 }
 
+static int static_check(const struct pycds_image_ctx *img, uint64_t addr);
+
+/* static_check(), through the context's cache of accepted addresses if it
+ * has one: modules point to the same few hundred static objects (small
+ * ints, one-character strings, empty singletons) tens of thousands of
+ * times. */
 static int static_ok(const struct pycds_image_ctx *img, uint64_t addr)
+{
+	uint64_t *seen = img->static_seen;
+	unsigned int i = (unsigned int)((addr * 0x9e3779b97f4a7c15ULL) >> 32) %
+			 PYCDS_STATIC_SEEN;
+
+	if (seen && addr && seen[i] == addr)
+		return 1;
+	if (!static_check(img, addr))
+		return 0;
+	if (seen)
+		seen[i] = addr;
+	return 1;
+}
+
+static int static_check(const struct pycds_image_ctx *img, uint64_t addr)
 {
 	uint64_t type;
 	unsigned int i, j;
@@ -343,18 +387,18 @@ static uint64_t module_sum(const struct pycds_archive *ar,
 
 	XXH3_64bits_reset(&st);
 	for (r = 0; r < PYCDS_NR_REGIONS; r++)
-		XXH3_64bits_update(&st, ar->base + m->span_off[r],
+		sum_update(&st, ar->base + m->span_off[r],
 				   m->span_size[r]);
-	XXH3_64bits_update(&st, ar->base + h->relocs_off +
+	sum_update(&st, ar->base + h->relocs_off +
 				       (uint64_t)m->reloc_first * 4,
 			   (size_t)m->reloc_count * 4);
-	XXH3_64bits_update(&st, ar->base + h->images_off +
+	sum_update(&st, ar->base + h->images_off +
 				       (uint64_t)m->image_first * 8,
 			   (size_t)m->image_count * 8);
-	XXH3_64bits_update(&st, ar->base + h->interns_off +
+	sum_update(&st, ar->base + h->interns_off +
 				       (uint64_t)m->intern_first * 8,
 			   (size_t)m->intern_count * 8);
-	XXH3_64bits_update(&st, ar->base + h->fsets_off +
+	sum_update(&st, ar->base + h->fsets_off +
 				       (uint64_t)m->fset_first * 8,
 			   (size_t)m->fset_count * 8);
 	return XXH3_64bits_digest(&st);

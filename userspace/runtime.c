@@ -1387,6 +1387,11 @@ static int enable_path(PyObject *module, const char *path)
 		goto reject;
 	}
 	pycds_image_ctx_fill(&g.ctx, &g.image);
+	{
+		static uint64_t seen[PYCDS_STATIC_SEEN];
+
+		g.ctx.static_seen = seen;
+	}
 	if (import_machinery())
 		return -1;
 	g.archive_loader = make_loader_type(

@@ -32,7 +32,13 @@ struct pycds_image_ctx {
 	/* Allowed ob_type values for PYCDS_IMG_STATIC targets. */
 	uint64_t static_types[8];
 	unsigned int nr_static_types;
+	/* Optional: PYCDS_STATIC_SEEN zeroed slots where the checks keep
+	 * static addresses they accepted for this context (not thread-safe:
+	 * one user at a time). */
+	uint64_t *static_seen;
 };
+
+#define PYCDS_STATIC_SEEN 1024
 
 struct pycds_archive {
 	const uint8_t *base;		/* where the file is mapped */
