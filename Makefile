@@ -187,7 +187,7 @@ $(FUZZ): tests/fuzz/archive_fuzz.c userspace/archive.c include/pycds/reader.h in
 	@mkdir -p $(BUILD)
 	@echo "  FUZZ    $@"
 	$(Q)clang -g -O1 -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all -Iinclude $(filter %.c,$^) -o $@
+		-fno-sanitize-recover=all -DPYCDS_CHECK_BOTH -Iinclude $(filter %.c,$^) -o $@
 
 $(FUZZ_CORPUS)/.seeded: $(TOOL) $(STAGED)
 	@mkdir -p $(FUZZ_CORPUS)

@@ -497,30 +497,19 @@ static int module_slots_sound(const struct pycds_archive *ar,
 	return !bad;
 }
 
-int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
-		       const struct pycds_image_ctx *img, char *err,
-		       size_t errlen)
+/* The same checks one entry at a time, naming the first that fails. */
+static int module_slots_detail(const struct pycds_archive *ar,
+			       const struct pycds_module *m, uint32_t idx,
+			       const struct pycds_image_ctx *img, char *err,
+			       size_t errlen)
 {
 	const struct pycds_header *h = ar->hdr;
-	const struct pycds_module *m = pycds_module_get(ar, idx);
 	const uint32_t *relocs;
 	const struct pycds_image_reloc *images;
 	const struct pycds_fixup *fixups;
 	const struct pycds_name *names;
 	uint32_t i;
-	int ret;
 
-	if (!m)
-		return fail(err, errlen, "module %u does not exist", idx);
-	ret = module_entry_check(ar, idx, err, errlen);
-	if (ret)
-		return ret;
-	if (module_sum(ar, m) != m->checksum)
-		return fail(err, errlen, "module %u: checksum mismatch", idx);
-	if (module_slots_sound(ar, m, img))
-		goto fsets;
-
-	/* Something failed: find the first failure and say what it is. */
 	relocs = pycds_ptr(ar, h->relocs_off);
 	relocs += m->reloc_first;
 	for (i = 0; i < m->reloc_count; i++) {
@@ -580,7 +569,37 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 				    "module %u: intern fixup %u does not match the names pool",
 				    idx, i);
 	}
-fsets:
+	return 0;
+}
+
+int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
+		       const struct pycds_image_ctx *img, char *err,
+		       size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	const struct pycds_module *m = pycds_module_get(ar, idx);
+	const struct pycds_fixup *fixups;
+	uint32_t i;
+	int ret, sound;
+
+	if (!m)
+		return fail(err, errlen, "module %u does not exist", idx);
+	ret = module_entry_check(ar, idx, err, errlen);
+	if (ret)
+		return ret;
+	if (module_sum(ar, m) != m->checksum)
+		return fail(err, errlen, "module %u: checksum mismatch", idx);
+	sound = module_slots_sound(ar, m, img);
+#ifdef PYCDS_CHECK_BOTH
+	/* Fuzzing: the one-pass checks must agree with these. */
+	if (sound != !module_slots_detail(ar, m, idx, img, NULL, 0))
+		abort();
+#endif
+	if (!sound) {
+		ret = module_slots_detail(ar, m, idx, img, err, errlen);
+		if (ret)
+			return ret;
+	}
 	fixups = pycds_ptr(ar, h->fsets_off);
 	fixups += m->fset_first;
 	for (i = 0; i < m->fset_count; i++) {
