@@ -270,7 +270,9 @@ def main(argv):
               f"{summary['size']} bytes (code {summary['code']}, "
               f"data {summary['data']}, idle {summary['idle']}, "
               f"cold {summary['cold']}), "
-              f"base 0x{summary['base']:x}")
+              f"base 0x{summary['base']:x}"
+              + (f", hashes for PYTHONHASHSEED={a.hash_seed}"
+                 if a.hash_seed is not None else ""))
         for name, why in sorted(left_out):
             print(f"pycds: left out {name}: {why}")
     return 0
