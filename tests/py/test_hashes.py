@@ -97,7 +97,7 @@ def without_info(stderr):
                    if not line.startswith("INFO "))
 
 
-t = Tap(23)
+t = Tap(24)
 tmp = scratch()
 write_tree(tmp, {"consts.py": CONSTS, "app.py": APP})
 app = os.path.join(tmp, "app.py")
@@ -108,6 +108,15 @@ p = run([PYCDS, "build", "--hash-seed", "7", "-o", hashed, "--python",
          PYTHON, "--", PYTHON, app], cwd=tmp)
 t.ok(p.returncode == 0 and os.path.exists(hashed),
      "pycds build --hash-seed 7 writes an archive", describe(p))
+again = os.path.join(tmp, "seed7-again.pycds")
+p = run([PYCDS, "build", "--hash-seed", "7", "-o", again, "--python",
+         PYTHON, "--", PYTHON, app], cwd=tmp)
+same = False
+if p.returncode == 0 and os.path.exists(again):
+    with open(hashed, "rb") as f1, open(again, "rb") as f2:
+        same = f1.read() == f2.read()
+t.ok(same, "the same inputs and seed give a byte-identical archive",
+     describe(p))
 p = run([PYCDS, "inspect", hashed])
 t.ok(p.returncode == 0 and
      "hashes:          stored for PYTHONHASHSEED=7" in p.stdout,
