@@ -659,10 +659,11 @@ static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
 	}
 	if (stored_hash(w, o, &hash))
 		return -1;
-	if (hash == -1 && seed_free(o, 0))
-		hash = PyObject_Hash(o);	/* the same in every process */
-	if (hash == -1) {
-		PyErr_Clear();
+	/* The same in every process: stored even without --hash-seed. */
+	if (hash == -1 && seed_free(o, 0)) {
+		hash = PyObject_Hash(o);
+		if (hash == -1)
+			PyErr_Clear();
 	}
 	d = (PySetObject *)at(w, region, *off);
 	if (s->table != s->smalltable)
