@@ -274,7 +274,7 @@ int pycds_meta_check(const struct pycds_archive *ar, char *err,
 
 	XXH3_64bits_reset(&st);
 	sum_update(&st, pycds_ptr(ar, h->modules_off),
-			   (size_t)h->nr_modules * sizeof(struct pycds_module));
+		   (size_t)h->nr_modules * sizeof(struct pycds_module));
 	sum_update(&st, buckets, (size_t)h->nr_buckets * 4);
 	sum_update(&st, pycds_ptr(ar, h->names.off), h->names.size);
 	if (XXH3_64bits_digest(&st) != h->meta_checksum)
@@ -387,20 +387,19 @@ static uint64_t module_sum(const struct pycds_archive *ar,
 
 	XXH3_64bits_reset(&st);
 	for (r = 0; r < PYCDS_NR_REGIONS; r++)
-		sum_update(&st, ar->base + m->span_off[r],
-				   m->span_size[r]);
+		sum_update(&st, ar->base + m->span_off[r], m->span_size[r]);
 	sum_update(&st, ar->base + h->relocs_off +
-				       (uint64_t)m->reloc_first * 4,
-			   (size_t)m->reloc_count * 4);
+				(uint64_t)m->reloc_first * 4,
+		   (size_t)m->reloc_count * 4);
 	sum_update(&st, ar->base + h->images_off +
-				       (uint64_t)m->image_first * 8,
-			   (size_t)m->image_count * 8);
+				(uint64_t)m->image_first * 8,
+		   (size_t)m->image_count * 8);
 	sum_update(&st, ar->base + h->interns_off +
-				       (uint64_t)m->intern_first * 8,
-			   (size_t)m->intern_count * 8);
+				(uint64_t)m->intern_first * 8,
+		   (size_t)m->intern_count * 8);
 	sum_update(&st, ar->base + h->fsets_off +
-				       (uint64_t)m->fset_first * 8,
-			   (size_t)m->fset_count * 8);
+				(uint64_t)m->fset_first * 8,
+		   (size_t)m->fset_count * 8);
 	return XXH3_64bits_digest(&st);
 }
 

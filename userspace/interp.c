@@ -174,6 +174,17 @@ static int copy_attr_str(PyObject *obj, const char *attr, char *dst,
 	return 0;
 }
 
+/* This process's hash of PYCDS_HASH_PROBE: the writer stores it, the
+ * runtime compares.  -1 with a Python exception on error. */
+Py_hash_t pycds_hash_probe(void)
+{
+	PyObject *probe = PyUnicode_FromString(PYCDS_HASH_PROBE);
+	Py_hash_t h = probe ? PyObject_Hash(probe) : -1;
+
+	Py_XDECREF(probe);
+	return h;
+}
+
 /* Fill @id for the running interpreter.  Sets a Python exception on error. */
 int pycds_interp_fill(struct pycds_interp *id, const struct pycds_image *img)
 {

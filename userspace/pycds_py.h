@@ -66,6 +66,7 @@ int pycds_image_ctx_fill(struct pycds_image_ctx *ctx,
 int pycds_image_contains(const struct pycds_image *img, const void *p);
 PyObject *pycds_image_singleton(unsigned int kind);
 PyTypeObject *pycds_image_type(unsigned int kind);
+Py_hash_t pycds_hash_probe(void);
 
 /* writer.c */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds);

@@ -655,10 +655,6 @@ static int apply_fsets(const struct pycds_module *m, char *err, size_t errlen)
 	uint32_t i;
 
 	f += m->fset_first;
-	/* Built for this process's seed (checked by enable): the archived
-	 * tables are what it would build. */
-	if (g.ar.hdr->hash_flags & PYCDS_HASHES_STORED)
-		return 0;
 	for (i = 0; i < m->fset_count; i++) {
 		PyObject **slot = (PyObject **)pycds_ptr(&g.ar, f[i].slot);
 		PyObject *keys, *t;
@@ -1325,14 +1321,11 @@ static int prefault_policy(void)
 static int hash_seed_check(char *err, size_t errlen)
 {
 	const struct pycds_header *h = g.ar.hdr;
-	PyObject *probe;
 	Py_hash_t ph;
 
 	if (!(h->hash_flags & PYCDS_HASHES_STORED))
 		return 0;
-	probe = PyUnicode_FromString(PYCDS_HASH_PROBE);
-	ph = probe ? PyObject_Hash(probe) : -1;
-	Py_XDECREF(probe);
+	ph = pycds_hash_probe();
 	if (ph == -1) {
 		PyErr_Clear();
 		snprintf(err, errlen, "cannot hash the seed probe");

@@ -1213,10 +1213,8 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->fsets_off = l.fsets_off;
 	h->nr_fsets = l.nr_fsets;
 	if (w->hashes) {
-		PyObject *probe = PyUnicode_FromString(PYCDS_HASH_PROBE);
-		Py_hash_t ph = probe ? PyObject_Hash(probe) : -1;
+		Py_hash_t ph = pycds_hash_probe();
 
-		Py_XDECREF(probe);
 		if (ph == -1)
 			goto out;
 		h->hash_flags = PYCDS_HASHES_STORED;
