@@ -11,6 +11,10 @@ cache), and ShmemPmdMapped.  For each: the total PSS of the N processes
 (smaps_rollup) and minor faults per start (/proc/PID/stat), also with
 PYCDS_PREFAULT=write (copies taken page by page, no huge pages).
 
+With --hash-seed N, a second table: every process run with
+PYTHONHASHSEED=N, stock against the archive without stored hashes and one
+built with `pycds build --hash-seed N`.
+
 Environment: PYCDS, PYCDS_PYTHON, PYCDS_WORKLOADS, and PYCDS_LOADER to
 publish on a huge-page tmpfs (root), else archives stay where built.
 """
@@ -38,6 +42,10 @@ sys.stdout.write(f"ready {where}\n")
 sys.stdout.flush()
 sys.stdin.read()
 """
+
+
+def hashed_name(name):
+    return name.replace(".pycds", "-hashes.pycds")
 
 
 def base_env(**extra):
@@ -128,6 +136,9 @@ def main():
     ap.add_argument("workloads", nargs="*")
     ap.add_argument("-n", type=int, default=16)
     ap.add_argument("--out", default="build/bench-memory")
+    ap.add_argument("--hash-seed", type=int, default=None,
+                    help="also compare archives with stored hashes for "
+                         "this PYTHONHASHSEED (see --help of pycds build)")
     a = ap.parse_args()
     pycds = os.environ.get("PYCDS", "pycds")
     python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
@@ -155,6 +166,11 @@ def main():
         subprocess.run([pycds, "build", "-o", os.path.join(src, name),
                         "--python", python, "--", python, "-c", RUNNER, s],
                        check=True, capture_output=True, input="")
+        if a.hash_seed is not None:
+            subprocess.run([pycds, "build", "--hash-seed", str(a.hash_seed),
+                            "-o", os.path.join(src, hashed_name(name)),
+                            "--python", python, "--", python, "-c", RUNNER,
+                            s], check=True, capture_output=True, input="")
         built[s] = name
     if use_loader:
         os.makedirs(mnt, exist_ok=True)
@@ -192,6 +208,30 @@ def main():
               f"{statistics.median(r['minflt'] for r in fast):>10.0f}"
               f"{pw / 1024:>9.1f}MB"
               f"{statistics.median(r['minflt'] for r in small):>10.0f}")
+    if a.hash_seed is not None:
+        seed = str(a.hash_seed)
+        print(f"\nevery process with PYTHONHASHSEED={seed}: the archive "
+              f"without stored hashes against one with them "
+              f"(pycds build --hash-seed {seed})")
+        print(f"{'workload':<14}{'PSS stock':>11}{'PSS plain':>11}"
+              f"{'PSS hashes':>12}{'copied':>8}{'copied':>8}"
+              f"{'flt plain':>10}{'flt hashes':>11}")
+        for s, name in built.items():
+            stock = measure(python, s, a.n, PYTHONHASHSEED=seed)
+            plain = measure(python, s, a.n, os.path.join(where, name),
+                            PYTHONHASHSEED=seed)
+            hashed = measure(python, s, a.n,
+                             os.path.join(where, hashed_name(name)),
+                             PYTHONHASHSEED=seed)
+            med = statistics.median
+            print(f"{os.path.basename(s)[:-3]:<14}"
+                  f"{sum(r['pss'] for r in stock) / 1024:>9.1f}MB"
+                  f"{sum(r['pss'] for r in plain) / 1024:>9.1f}MB"
+                  f"{sum(r['pss'] for r in hashed) / 1024:>10.1f}MB"
+                  f"{med(r['Anonymous'] for r in plain):>6.0f}kB"
+                  f"{med(r['Anonymous'] for r in hashed):>6.0f}kB"
+                  f"{med(r['minflt'] for r in plain):>10.0f}"
+                  f"{med(r['minflt'] for r in hashed):>11.0f}")
     if use_loader:
         subprocess.run([loader, "--unmount", "--mount", mnt],
                        capture_output=True)
