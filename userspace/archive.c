@@ -18,6 +18,13 @@
 #include "pycds/reader.h"
 #include "pycds/xxh.h"
 
+#ifdef PYCDS_XXH_AVX2
+/* glibc's own record of the CPU's features (2.33 and later): asking
+ * with __builtin_cpu_supports() runs CPUID, which a virtual machine
+ * traps (about 80 us per process on the development host). */
+#include <sys/platform/x86.h>
+#endif
+
 /*
  * XXH3_64bits_update() for the large inputs of checksums: with the AVX2
  * kernel where the build has it (PYCDS_XXH_AVX2, x86-64) and the CPU too,
@@ -28,10 +35,8 @@ static void sum_update(XXH3_state_t *st, const void *p, size_t n)
 #ifdef PYCDS_XXH_AVX2
 	static int avx2 = -1;
 
-	if (avx2 < 0) {
-		__builtin_cpu_init();
-		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-	}
+	if (avx2 < 0)
+		avx2 = CPU_FEATURE_ACTIVE(AVX2) ? 1 : 0;
 	if (avx2 && n >= 1024) {
 		pycds_xxh3_update_avx2(st, p, n);
 		return;
