@@ -4,7 +4,10 @@
 For every workload: build an archive, then start the interpreter RUNS times
 stock and RUNS times with PYCDS_ARCHIVE, alternating (and swapping which goes
 first on every round so neither gets a systematic cache advantage), and
-report medians and their ratio.
+report medians and their ratio, with a 90% bootstrap interval of that
+ratio (the runs resampled 2000 times): on a shared host the ratio moves by
+several percent from one run of the benchmark to the next, and the
+interval says how much.
 
 The exec-only bound is the same imports with the code objects already in
 memory: the stock median minus the time stock spends in
@@ -18,6 +21,7 @@ and its hook installed), PYCDS_WORKLOADS (directory of workloads).
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -58,7 +62,9 @@ def spawn_time(argv, env):
     return elapsed
 
 
-def alternate(argv, env_a, env_b, runs, warmup=3):
+def alternate(argv, env_a, env_b, runs, warmup=3, samples=None):
+    """Medians of RUNS whole-process times of A and of B, alternating.
+    With SAMPLES (a list), the two lists of times are appended to it."""
     a, b = [], []
     for _ in range(warmup):
         spawn_time(argv, env_a)
@@ -70,7 +76,23 @@ def alternate(argv, env_a, env_b, runs, warmup=3):
         else:
             a.append(spawn_time(argv, env_a))
             b.append(spawn_time(argv, env_b))
+    if samples is not None:
+        samples.extend((a, b))
     return statistics.median(a), statistics.median(b)
+
+
+def ratio_interval(a, b, level=0.90, resamples=2000):
+    """Bootstrap interval of median(a) / median(b): how far the reported
+    ratio could move with this host's noise.  Seeded, so that the same
+    times give the same interval."""
+    rng = random.Random(0)
+    n, m = len(a), len(b)
+    rs = sorted(statistics.median(rng.choices(a, k=n)) /
+                statistics.median(rng.choices(b, k=m))
+                for _ in range(resamples))
+    lo = rs[int(resamples * (1 - level) / 2)]
+    hi = rs[int(resamples * (1 + level) / 2) - 1]
+    return lo, hi
 
 
 def base_env():
@@ -102,12 +124,15 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
     stock_env = base_env()
     pycds_env = dict(stock_env, PYCDS_ARCHIVE=archive)
     argv = [python, script]
-    stock, fast = alternate(argv, stock_env, pycds_env, runs)
+    times = []
+    stock, fast = alternate(argv, stock_env, pycds_env, runs, samples=times)
+    lo, hi = ratio_interval(*times)
     row = {
         "workload": os.path.basename(script),
         "stock_ms": stock * 1e3,
         "pycds_ms": fast * 1e3,
         "speedup": stock / fast,
+        "speedup_interval": [lo, hi],
     }
     if bound:
         gc = get_code_ms(python, script, max(5, runs // 4))
@@ -313,7 +338,7 @@ def bench_top_overhead(top, python, script, archive, rounds=8, per=10):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workloads", nargs="*")
-    p.add_argument("--runs", type=int, default=40)
+    p.add_argument("--runs", type=int, default=100)
     p.add_argument("--out", default="build/bench")
     p.add_argument("--archive", help="use this archive (one workload)")
     p.add_argument("--quick", action="store_true",
@@ -365,13 +390,15 @@ def main():
                                    bound=not a.quick))
     print(f"interpreter: {python}; {a.runs} alternating runs each; "
           f"medians of whole-process wall time; archives in {where}")
-    hdr = f"{'workload':<18}{'stock ms':>10}{'pycds ms':>10}{'speedup':>9}"
+    hdr = (f"{'workload':<18}{'stock ms':>10}{'pycds ms':>10}{'speedup':>9}"
+           f"{'90% interval':>15}")
     if not a.quick:
         hdr += f"{'get_code ms':>13}{'bound':>8}{'gap closed':>12}"
     print(hdr)
     for r in rows:
         line = (f"{r['workload']:<18}{r['stock_ms']:>10.1f}"
-                f"{r['pycds_ms']:>10.1f}{r['speedup']:>8.2f}x")
+                f"{r['pycds_ms']:>10.1f}{r['speedup']:>8.2f}x"
+                f"{r['speedup_interval'][0]:>8.2f}-{r['speedup_interval'][1]:.2f}")
         if "bound" in r:
             line += (f"{r['get_code_ms']:>13.1f}{r['bound']:>7.2f}x"
                      f"{r['gap_closed'] * 100:>11.0f}%")
