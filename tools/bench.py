@@ -12,7 +12,8 @@ interval says how much.
 The exec-only bound is the same imports with the code objects already in
 memory: the stock median minus the time stock spends in
 SourceLoader.get_code (finding, reading and unmarshalling .pyc files),
-measured in-process over RUNS runs.  "gap" is the share of the distance
+measured in-process in a stock process run after every fourth round of
+the alternating runs (so under the same host load).  "gap" is the share of the distance
 from stock to that bound that pycds covers.
 
 Environment: PYCDS (the pycds tool), PYCDS_PYTHON (an interpreter with _pycds
@@ -62,9 +63,11 @@ def spawn_time(argv, env):
     return elapsed
 
 
-def alternate(argv, env_a, env_b, runs, warmup=3, samples=None):
+def alternate(argv, env_a, env_b, runs, warmup=3, samples=None,
+              between=None):
     """Medians of RUNS whole-process times of A and of B, alternating.
-    With SAMPLES (a list), the two lists of times are appended to it."""
+    With SAMPLES (a list), the two lists of times are appended to it;
+    BETWEEN(i), if given, is called after round i."""
     a, b = [], []
     for _ in range(warmup):
         spawn_time(argv, env_a)
@@ -76,6 +79,8 @@ def alternate(argv, env_a, env_b, runs, warmup=3, samples=None):
         else:
             a.append(spawn_time(argv, env_a))
             b.append(spawn_time(argv, env_b))
+        if between:
+            between(i)
     if samples is not None:
         samples.extend((a, b))
     return statistics.median(a), statistics.median(b)
@@ -101,14 +106,12 @@ def base_env():
     return env
 
 
-def get_code_ms(python, script, runs):
-    vals = []
-    for _ in range(runs):
-        r = subprocess.run([python, "-c", GET_CODE_PROBE, script],
-                           env=base_env(), capture_output=True, text=True,
-                           check=True)
-        vals.append(int(r.stderr.strip().splitlines()[-1]) / 1e6)
-    return statistics.median(vals)
+def get_code_once(python, script):
+    """Milliseconds one stock process spends in SourceLoader.get_code."""
+    r = subprocess.run([python, "-c", GET_CODE_PROBE, script],
+                       env=base_env(), capture_output=True, text=True,
+                       check=True)
+    return int(r.stderr.strip().splitlines()[-1]) / 1e6
 
 
 def build(pycds, python, archive, argv):
@@ -124,8 +127,16 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
     stock_env = base_env()
     pycds_env = dict(stock_env, PYCDS_ARCHIVE=archive)
     argv = [python, script]
-    times = []
-    stock, fast = alternate(argv, stock_env, pycds_env, runs, samples=times)
+    times, gcs = [], []
+
+    def probe(i):
+        # The get_code probe every fourth round, so that it sees the
+        # host as the stock runs it is subtracted from do.
+        if bound and i % 4 == 0:
+            gcs.append(get_code_once(python, script))
+
+    stock, fast = alternate(argv, stock_env, pycds_env, runs, samples=times,
+                            between=probe)
     lo, hi = ratio_interval(*times)
     row = {
         "workload": os.path.basename(script),
@@ -135,7 +146,7 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
         "speedup_interval": [lo, hi],
     }
     if bound:
-        gc = get_code_ms(python, script, max(5, runs // 4))
+        gc = statistics.median(gcs)
         row["get_code_ms"] = gc
         row["bound"] = stock / (stock - gc / 1e3)
         saved = stock - fast
