@@ -110,6 +110,48 @@ static int uring_copy(int in, uint8_t *dst, uint64_t size, char *err,
 	return ret;
 }
 
+/*
+ * Give back the memory of every page-aligned run of zeros at least
+ * HOLE_MIN long: the padding a build leaves before the written regions
+ * (a hole in the file it writes, but read back as zeros by the copy).
+ * Punching keeps the content, and it splits the huge page it falls in,
+ * so that no process maps the padding with a PMD (which would count it
+ * in every process's memory).  Advice only: without hole punching the
+ * zeros stay.  Returns the bytes given back.
+ */
+#define HOLE_MIN	(64u << 10)
+
+static int page_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	uint64_t acc = 0;
+	unsigned int i;
+
+	for (i = 0; i < PYCDS_PAGE_SIZE / 8; i++)
+		acc |= q[i];
+	return !acc;
+}
+
+static uint64_t punch_zeros(int fd, const uint8_t *p, uint64_t size)
+{
+	uint64_t off = 0, run = 0, freed = 0;
+
+	for (;; off += PYCDS_PAGE_SIZE) {
+		if (off + PYCDS_PAGE_SIZE <= size && page_zero(p + off)) {
+			run += PYCDS_PAGE_SIZE;
+			continue;
+		}
+		if (run >= HOLE_MIN &&
+		    !fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       (off_t)(off - run), (off_t)run))
+			freed += run;
+		run = 0;
+		if (off + PYCDS_PAGE_SIZE > size)
+			break;
+	}
+	return freed;
+}
+
 static int verify_map(const uint8_t *p, uint64_t size, char *err,
 		      size_t errlen)
 {
@@ -121,6 +163,8 @@ static int verify_map(const uint8_t *p, uint64_t size, char *err,
 	ret = pycds_header_check(p, size, err, errlen);
 	if (!ret)
 		ret = pycds_meta_check(&ar, err, errlen);
+	if (!ret)
+		ret = pycds_padding_check(&ar, err, errlen);
 	for (i = 0; !ret && i < ar.hdr->nr_modules; i++) {
 		ret = pycds_module_check(&ar, i, NULL, err, errlen);
 		if (!ret)
@@ -206,6 +250,8 @@ int loader_stage(int dirfd, const char *src, const char *name, char *err,
 	 * checked. */
 	if (!ret)
 		ret = verify_map(dst, st.st_size, err, errlen);
+	if (!ret)
+		punch_zeros(out, dst, st.st_size);
 	munmap(dst, st.st_size);
 	if (ret)
 		goto out_out;

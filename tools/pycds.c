@@ -456,7 +456,8 @@ static int check_structure(const char *path, struct pycds_archive *ar)
 	uint32_t i;
 
 	if (pycds_header_check(ar->base, ar->size, err, sizeof(err)) ||
-	    pycds_meta_check(ar, err, sizeof(err))) {
+	    pycds_meta_check(ar, err, sizeof(err)) ||
+	    pycds_padding_check(ar, err, sizeof(err))) {
 		fprintf(stderr, "pycds: %s: %s\n", path, err);
 		return -1;
 	}

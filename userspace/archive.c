@@ -682,6 +682,68 @@ static int is_type_kind(uint32_t k)
 	return k >= PYCDS_IMG_TYPE_STR && k <= PYCDS_IMG_TYPE_CODE;
 }
 
+static int cmp_span(const void *a, const void *b)
+{
+	const struct pycds_span *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The offset of the first non-zero byte of [at, end), or @end. */
+static uint64_t first_nonzero(const uint8_t *base, uint64_t at, uint64_t end)
+{
+	for (; at + 8 <= end; at += 8) {
+		uint64_t v;
+
+		memcpy(&v, base + at, 8);
+		if (v)
+			break;
+	}
+	for (; at < end; at++)
+		if (base[at])
+			return at;
+	return end;
+}
+
+int pycds_padding_check(const struct pycds_archive *ar, char *err,
+			size_t errlen)
+{
+	const struct pycds_header *h = ar->hdr;
+	struct pycds_span s[9 + PYCDS_NR_ALL_REGIONS];
+	uint64_t at = 0, end;
+	unsigned int n = 0, i, r;
+
+	s[n++] = (struct pycds_span){ 0, h->header_size };
+	s[n++] = (struct pycds_span){ h->modules_off,
+				      (uint64_t)h->nr_modules *
+					      sizeof(struct pycds_module) };
+	s[n++] = (struct pycds_span){ h->buckets_off, (uint64_t)h->nr_buckets * 4 };
+	s[n++] = h->names;
+	s[n++] = (struct pycds_span){ h->relocs_off, h->nr_relocs * 4 };
+	s[n++] = (struct pycds_span){ h->images_off, h->nr_images * 8 };
+	s[n++] = (struct pycds_span){ h->interns_off, h->nr_interns * 8 };
+	s[n++] = (struct pycds_span){ h->fsets_off, h->nr_fsets * 8 };
+	s[n++] = (struct pycds_span){ h->names_index_off,
+				      (uint64_t)h->nr_names *
+					      sizeof(struct pycds_name) };
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS && n < sizeof(s) / sizeof(s[0]); r++)
+		s[n++] = h->regions[r];
+	qsort(s, n, sizeof(s[0]), cmp_span);
+	for (i = 0; i <= n; i++) {
+		/* Offsets were checked against the file; clamp anyway. */
+		end = i < n ? s[i].off : ar->size;
+		if (end > ar->size)
+			end = ar->size;
+		if (end > at && (at = first_nonzero(ar->base, at, end)) < end)
+			return fail(err, errlen,
+				    "non-zero byte in padding at offset %llu",
+				    (unsigned long long)at);
+		if (i < n && s[i].off + s[i].size > at)
+			at = s[i].off + s[i].size;
+	}
+	return 0;
+}
+
 int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
 			    char *err, size_t errlen)
 {

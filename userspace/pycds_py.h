@@ -26,6 +26,10 @@
 #define PYCDS_REFCNT ((Py_ssize_t)1 << 60)
 #endif
 
+/* Before 3.12 (no immortal objects) the interpreter writes the refcount
+ * of every object it touches. */
+#define PYCDS_WRITES_EVERY_TOUCHED_OBJECT (PY_VERSION_HEX < 0x030C0000)
+
 /*
  * 3.11 writes the refcount of every object it touches.  There the runtime
  * runs a heap copy of each module body and class body (code that runs

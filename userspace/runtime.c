@@ -30,15 +30,15 @@
 #endif
 
 /*
- * Without immortal objects (before 3.12) the interpreter writes the
- * refcount of every object it touches, so the code, data and names pages of
- * an imported module are all copied on write (measured: 99% of them after
- * stdlib6; the cold pages stay shared).  Taking one private copy of those
- * spans with a single MADV_POPULATE_WRITE costs about 1 us a page here
- * against about 16 us for each write fault, and copies nothing the process
- * would not have copied anyway.  Cold spans are only mapped, read-only.
+ * Without immortal objects (before 3.12, PYCDS_WRITES_EVERY_TOUCHED_OBJECT)
+ * the interpreter writes the refcount of every object it touches, so the
+ * code, data and names pages of an imported module are all copied on write
+ * (measured: 99% of them after stdlib6; the cold pages stay shared).
+ * Taking one private copy of those spans with a single MADV_POPULATE_WRITE
+ * costs about 1 us a page here against about 16 us for each write fault,
+ * and copies nothing the process would not have copied anyway.  Cold spans
+ * are only mapped, read-only.
  */
-#define PYCDS_WRITES_EVERY_TOUCHED_OBJECT (PY_VERSION_HEX < 0x030C0000)
 
 enum mod_state { MOD_NEW = 0, MOD_READY, MOD_BAD };
 
@@ -1510,7 +1510,8 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 	if (!map)
 		goto out;
 	/* Mapped read-only elsewhere: checks read slots, never write. */
-	if (archive_check(&ar, &img, err, sizeof(err))) {
+	if (archive_check(&ar, &img, err, sizeof(err)) ||
+	    pycds_padding_check(&ar, err, sizeof(err))) {
 		bad = 1;
 	} else {
 		pycds_image_ctx_fill(&ctx, &img);

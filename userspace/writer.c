@@ -939,6 +939,7 @@ struct layout {
 	uint64_t modules_off, buckets_off, names_off, relocs_off, images_off,
 		interns_off, fsets_off, index_off;
 	uint64_t region_off[PYCDS_NR_ALL_REGIONS], size;
+	uint64_t gap_off, gap_size;	/* a hole in the file, or 0 */
 	uint32_t nr_buckets;
 	uint64_t names_size, nr_relocs, nr_images, nr_interns, nr_fsets;
 };
@@ -969,8 +970,10 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Publish atomically: never leave a partial file under @path. */
-static int publish(const char *path, const uint8_t *file, size_t size)
+/* Publish atomically: never leave a partial file under @path.  The
+ * @gap_size bytes at @gap_off (zeros) are left a hole. */
+static int publish(const char *path, const uint8_t *file, size_t size,
+		   uint64_t gap_off, uint64_t gap_size)
 {
 	char tmp[4096];
 	int fd, ret;
@@ -981,7 +984,16 @@ static int publish(const char *path, const uint8_t *file, size_t size)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	ret = write_all(fd, file, size);
+	if (gap_size) {
+		ret = write_all(fd, file, gap_off);
+		if (!ret && lseek(fd, (off_t)(gap_off + gap_size), SEEK_SET) < 0)
+			ret = -errno;
+		if (!ret)
+			ret = write_all(fd, file + gap_off + gap_size,
+					size - gap_off - gap_size);
+	} else {
+		ret = write_all(fd, file, size);
+	}
 	if (!ret && fsync(fd))
 		ret = -errno;
 	if (close(fd) && !ret)
@@ -1045,6 +1057,31 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 	l->region_off[PYCDS_REGION_IDLE] = l->size;
 	l->size = align_up(l->size + w->region[PYCDS_REGION_IDLE].len,
 			   PYCDS_PAGE_SIZE);
+	/*
+	 * Where a process writes every object it touches (3.11) and the
+	 * interpreter's image does not move (a non-PIE executable, load
+	 * bias 0), the written regions start at a 2 MiB boundary when they
+	 * fill one chunk at least 15/16: the runtime copies such a chunk
+	 * into one huge page (one allocation and one read against 512 page
+	 * copies), and where they start is otherwise luck (jinja2_app: no
+	 * chunk, 1 ms more to prepare).  The padding is a hole in the file,
+	 * kept by pycds-loader and `cp`: it takes no memory, and no process
+	 * maps it with a PMD.  Where the image moves, every region is
+	 * written and every chunk qualifies anyway.
+	 */
+	if (PYCDS_WRITES_EVERY_TOUCHED_OBJECT && !w->image.bias) {
+		uint64_t written =
+			align_up(w->region[PYCDS_REGION_NAMES].len, PYCDS_PAGE_SIZE) +
+			align_up(w->region[PYCDS_REGION_CODE].len, PYCDS_PAGE_SIZE) +
+			align_up(w->region[PYCDS_REGION_DATA].len, PYCDS_PAGE_SIZE);
+
+		if (written >= PYCDS_REGION_ALIGN / 16 * 15 &&
+		    l->size % PYCDS_REGION_ALIGN) {
+			l->gap_off = l->size;
+			l->size = align_up(l->size, PYCDS_REGION_ALIGN);
+			l->gap_size = l->size - l->gap_off;
+		}
+	}
 	l->region_off[PYCDS_REGION_NAMES] = l->size;
 	l->size = align_up(l->size + w->region[PYCDS_REGION_NAMES].len,
 			   PYCDS_PAGE_SIZE);
@@ -1230,7 +1267,7 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->header_checksum = 0;
 	h->header_checksum = XXH3_64bits(h, sizeof(*h));
 
-	ret = publish(path, file, l.size);
+	ret = publish(path, file, l.size, l.gap_off, l.gap_size);
 	if (ret) {
 		errno = -ret;
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);

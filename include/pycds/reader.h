@@ -95,6 +95,15 @@ int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
 			    char *err, size_t errlen);
 
 /*
+ * For pycds verify and the loader: every byte of the file outside the
+ * header, the tables and the regions (alignment, and the padding a build
+ * leaves before the written regions, a hole in the file) is zero, so a
+ * bit flipped there is found too.  After pycds_meta_check.
+ */
+int pycds_padding_check(const struct pycds_archive *ar, char *err,
+			size_t errlen);
+
+/*
  * Check names pool entry @i before its first use: inside the pool,
  * 8-aligned, big enough for a str, its bytes matching its hash, and with
  * @img its type pointer naming str.  Before pycds_name_relocate.

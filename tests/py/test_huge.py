@@ -8,9 +8,11 @@ descriptor closed, or another file put on its number, or the preferred base
 taken.  The output must equal stock's and the same modules must be served;
 where the chunk is copied, the range must hold anonymous huge pages."""
 import os
+import subprocess
 
-from pycdslib import (PYTHON, WORKLOADS, Archive, Tap, build, describe, diff,
-                      parse_stats, pycds_lines, run, scratch, site_dir)
+from pycdslib import (PYCDS, PYTHON, WORKLOADS, Archive, Tap, build,
+                      describe, diff, parse_stats, pycds_lines, run, scratch,
+                      site_dir)
 
 RUNNER = r"""
 import ctypes, json, os, runpy, sys
@@ -72,7 +74,7 @@ def thp():
         return False
 
 
-t = Tap(2 + len(CASES) * PER + 2)
+t = Tap(2 + len(CASES) * PER + 2 + 5)
 tmp = scratch()
 site = site_dir()
 script = os.path.join(WORKLOADS, "stdlib6.py")
@@ -130,3 +132,79 @@ st = parse_stats(p.stderr) or {}
 t.ok(p.stdout == "1/3\n" and st.get("hits", 0) >= 1 and
      st.get("huge_chunks") == 0 and st.get("size", 1 << 30) < 2 << 20,
      f"a {st.get('size')}-byte archive: served, no chunk copied", st)
+
+# Where the written regions fill a chunk, they start on a 2 MiB boundary
+# whatever precedes them, and the padding is a hole.  jinja2_app's written
+# regions (2.4 MB) straddled two chunks before, and no chunk was copied.
+from pycdslib import REGION_CODE, REGION_DATA, REGION_IDLE, REGION_NAMES
+JRUN = r"""
+import json, runpy, sys
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+import _pycds
+print("PYCDS-STATS " + json.dumps(dict(_pycds.stats())), file=sys.stderr)
+"""
+jscript = os.path.join(WORKLOADS, "jinja2_app.py")
+jstock = run([PYTHON, jscript])
+ja = os.path.join(tmp, "jinja2.pycds")
+jb = build(ja, ["--", PYTHON, jscript]) if jstock.returncode == 0 else None
+if jb is None or jb.returncode != 0:
+    t.skip_n(5, "jinja2_app: written regions on a 2 MiB boundary",
+             "jinja2 not importable here" if jb is None else describe(jb))
+else:
+    J = Archive(ja)
+    reg = J.h["regions"]
+    written = sum((reg[r][1] + 4095) // 4096 * 4096
+                  for r in (REGION_NAMES, REGION_CODE, REGION_DATA))
+    p = run([PYTHON, "-c", JRUN, jscript], PYCDS_ARCHIVE=ja)
+    st = parse_stats(p.stderr) or {}
+    if st.get("image_bias") or J.h["hexversion"] >= 0x030C0000:
+        why = ("position-independent interpreter: every chunk is written"
+               if st.get("image_bias") else
+               "3.12+: immortal objects, the written regions are few")
+        t.ok(reg[REGION_NAMES][0] == (reg[REGION_IDLE][0] + reg[REGION_IDLE][1]
+                                      + 4095) // 4096 * 4096,
+             "no padding where it cannot help", reg)
+        t.skip_n(4, "jinja2_app: written regions on a 2 MiB boundary", why)
+    else:
+        idle_end = (reg[REGION_IDLE][0] + reg[REGION_IDLE][1] + 4095) \
+            // 4096 * 4096
+        gap = reg[REGION_NAMES][0] - idle_end
+        t.ok(written >= (2 << 20) // 16 * 15 and
+             reg[REGION_NAMES][0] % (2 << 20) == 0 and gap >= 0,
+             f"jinja2_app: {written} bytes of written regions start at "
+             f"{reg[REGION_NAMES][0]:#x}, after {gap} bytes of padding", reg)
+        fd = os.open(ja, os.O_RDONLY)
+        try:
+            hole = os.lseek(fd, idle_end, os.SEEK_HOLE)
+        finally:
+            os.close(fd)
+        t.ok(gap < 4096 or hole == idle_end or
+             os.statvfs(ja).f_bsize > 4096,
+             f"the padding is a hole in the file (first hole from the end "
+             f"of the idle region: {hole:#x})")
+        t.ok(p.returncode == 0 and p.stdout == jstock.stdout and
+             not pycds_lines(p.stderr),
+             "jinja2_app: output identical to stock, no pycds: line",
+             diff(jstock.stdout, p.stdout) + "\n" + describe(p))
+        # Padding is checked too: one byte set in it fails verify.
+        flipped = os.path.join(tmp, "jinja2-padding.pycds")
+        with open(ja, "rb") as f:
+            data = bytearray(f.read())
+        at = idle_end + gap // 2
+        data[at] = 0x5a
+        with open(flipped, "wb") as f:
+            f.write(data)
+        v = subprocess.run([PYCDS, "verify", "--python", PYTHON, flipped],
+                           capture_output=True, text=True)
+        t.ok(v.returncode == 1 and
+             f"non-zero byte in padding at offset {at}" in v.stderr and
+             len(v.stderr.strip().splitlines()) == 1,
+             "a byte set in the padding fails pycds verify in one line",
+             v.stderr)
+        if have_thp:
+            t.ok(st.get("huge_chunks", 0) >= 1,
+                 f"jinja2_app: {st.get('huge_chunks')} chunk copied whole", st)
+        else:
+            t.skip("jinja2_app: a chunk copied whole",
+                   "no transparent huge pages for anonymous memory")
