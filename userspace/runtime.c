@@ -1341,6 +1341,27 @@ static int hash_seed_check(char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The padding a build leaves before the written regions is a hole in the
+ * file (see pycds-loader).  A process never reads it, but khugepaged,
+ * finding the rest of that 2 MiB extent in memory while the archive is
+ * mapped, would collapse it into a huge page and fill the hole (688 kB of
+ * stdlib6's archive, after about 10 s), which processes would then map
+ * whole with a PMD.  Advice only: a mapping of the padding that allows no
+ * huge page keeps the extent out of its reach.
+ */
+static void padding_keep_hole(void)
+{
+	const struct pycds_span *idle = &g.ar.hdr->regions[PYCDS_REGION_IDLE];
+	uint64_t lo = (idle->off + idle->size + PYCDS_PAGE_SIZE - 1) &
+		      ~(uint64_t)(PYCDS_PAGE_SIZE - 1);
+	uint64_t hi = g.ar.hdr->regions[PYCDS_REGION_NAMES].off;
+
+	if (lo < hi && hi - lo >= (64u << 10) && hi <= g.map_size &&
+	    hi % PYCDS_PAGE_SIZE == 0)
+		madvise(g.map + lo, hi - lo, MADV_NOHUGEPAGE);
+}
+
 static int enable_path(PyObject *module, const char *path)
 {
 	char err[PYCDS_ERR_LEN];
@@ -1372,6 +1393,7 @@ static int enable_path(PyObject *module, const char *path)
 	if (archive_check(&g.ar, &g.image, err, sizeof(err)) ||
 	    hash_seed_check(err, sizeof(err)))
 		goto reject;
+	padding_keep_hole();
 	g.state = calloc(g.ar.hdr->nr_modules ? g.ar.hdr->nr_modules : 1, 1);
 	g.huge = calloc(g.map_size / HUGE_CHUNK + 1, 1);
 	g.asked = calloc(g.map_size / HUGE_CHUNK + 1, sizeof(*g.asked));
