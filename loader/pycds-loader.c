@@ -343,8 +343,33 @@ static int foreground(int dirfd, const char *dir, const char *src)
 
 /* ---- status ---- */
 
-/* Map @fd at a 2 MiB-aligned address, fault it in read-only and read how
- * much of it the kernel maps with PMDs: the huge-page backing. */
+/* Fault in the data of @fd mapped at @p: not its holes, which a read
+ * fault on a tmpfs would fill (the padding a build leaves, see
+ * Documentation/archive-format.rst). */
+static void populate_data(int fd, uint8_t *p, uint64_t size)
+{
+	off_t off = 0, data, hole;
+
+	while ((uint64_t)off < size) {
+		data = lseek(fd, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				return;		/* only a hole is left */
+			/* No SEEK_DATA here: no holes either. */
+			madvise(p + off, size - off, 22 /* MADV_POPULATE_READ */);
+			return;
+		}
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = size;
+		if (hole > data)
+			madvise(p + data, hole - data, 22 /* MADV_POPULATE_READ */);
+		off = hole;
+	}
+}
+
+/* Map @fd at a 2 MiB-aligned address, fault its data in read-only and read
+ * how much of it the kernel maps with PMDs: the huge-page backing. */
 static long long huge_kb(int fd, uint64_t size)
 {
 	char line[256], want[32];
@@ -359,7 +384,7 @@ static long long huge_kb(int fd, uint64_t size)
 	p = (uint8_t *)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
 	if (mmap(p, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
 		goto out;
-	madvise(p, size, 22 /* MADV_POPULATE_READ */);
+	populate_data(fd, p, size);
 	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)p);
 	f = fopen("/proc/self/smaps", "re");
 	while (f && fgets(line, sizeof(line), f)) {

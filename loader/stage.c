@@ -164,7 +164,7 @@ static int verify_map(const uint8_t *p, uint64_t size, char *err,
 	if (!ret)
 		ret = pycds_meta_check(&ar, err, errlen);
 	if (!ret)
-		ret = pycds_padding_check(&ar, err, errlen);
+		ret = pycds_padding_check(&ar, -1, err, errlen);
 	for (i = 0; !ret && i < ar.hdr->nr_modules; i++) {
 		ret = pycds_module_check(&ar, i, NULL, err, errlen);
 		if (!ret)

@@ -3,12 +3,14 @@
  * Archive reader and validator.  Every offset, length and table entry is
  * checked against the bytes available before it is used.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* libxxhash's header-only build: no extra shared object to load at
  * interpreter start-up. */
@@ -705,7 +707,33 @@ static uint64_t first_nonzero(const uint8_t *base, uint64_t at, uint64_t end)
 	return end;
 }
 
-int pycds_padding_check(const struct pycds_archive *ar, char *err,
+/* The first non-zero byte of [at, end) outside the holes of @fd (or of
+ * all of it, without @fd or SEEK_DATA), or @end. */
+static uint64_t first_nonzero_data(const uint8_t *base, int fd, uint64_t at,
+				   uint64_t end)
+{
+	while (fd >= 0 && at < end) {
+		off_t data = lseek(fd, (off_t)at, SEEK_DATA), hole;
+		uint64_t nz;
+
+		if (data < 0)
+			return errno == ENXIO ? end : first_nonzero(base, at, end);
+		if ((uint64_t)data >= end)
+			return end;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > end)
+			hole = (off_t)end;
+		nz = first_nonzero(base, (uint64_t)data, (uint64_t)hole);
+		if (nz < (uint64_t)hole)
+			return nz;
+		if ((uint64_t)hole <= at)
+			break;		/* no progress: read the rest */
+		at = (uint64_t)hole;
+	}
+	return at < end ? first_nonzero(base, at, end) : end;
+}
+
+int pycds_padding_check(const struct pycds_archive *ar, int fd, char *err,
 			size_t errlen)
 {
 	const struct pycds_header *h = ar->hdr;
@@ -734,7 +762,8 @@ int pycds_padding_check(const struct pycds_archive *ar, char *err,
 		end = i < n ? s[i].off : ar->size;
 		if (end > ar->size)
 			end = ar->size;
-		if (end > at && (at = first_nonzero(ar->base, at, end)) < end)
+		if (end > at &&
+		    (at = first_nonzero_data(ar->base, fd, at, end)) < end)
 			return fail(err, errlen,
 				    "non-zero byte in padding at offset %llu",
 				    (unsigned long long)at);

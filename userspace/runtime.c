@@ -1513,9 +1513,10 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 	struct pycds_image_ctx ctx;
 	char err[PYCDS_ERR_LEN] = "";
 	PyObject *bytes;
+	struct stat st;
 	void *map;
 	uint32_t i;
-	int bad = 0;
+	int bad = 0, fd = -1;
 
 	(void)self;
 	if (!PyUnicode_FSConverter(arg, &bytes))
@@ -1526,14 +1527,17 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 				"cannot find the interpreter image");
 		return NULL;
 	}
-	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, NULL, NULL,
+	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, &fd, &st,
 			  err, sizeof(err));
 	Py_DECREF(bytes);
 	if (!map)
 		goto out;
-	/* Mapped read-only elsewhere: checks read slots, never write. */
-	if (archive_check(&ar, &img, err, sizeof(err)) ||
-	    pycds_padding_check(&ar, err, sizeof(err))) {
+	/* Mapped read-only elsewhere: checks read slots, never write.  The
+	 * descriptor lets the padding check skip holes unread. */
+	bad = archive_check(&ar, &img, err, sizeof(err)) ||
+	      pycds_padding_check(&ar, fd, err, sizeof(err));
+	close(fd);
+	if (bad) {
 		bad = 1;
 	} else {
 		pycds_image_ctx_fill(&ctx, &img);

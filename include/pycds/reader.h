@@ -98,9 +98,11 @@ int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
  * For pycds verify and the loader: every byte of the file outside the
  * header, the tables and the regions (alignment, and the padding a build
  * leaves before the written regions, a hole in the file) is zero, so a
- * bit flipped there is found too.  After pycds_meta_check.
+ * bit flipped there is found too.  After pycds_meta_check.  With @fd (the
+ * file, or -1), holes are skipped unread: on a tmpfs, reading a hole
+ * through a mapping would fill it.
  */
-int pycds_padding_check(const struct pycds_archive *ar, char *err,
+int pycds_padding_check(const struct pycds_archive *ar, int fd, char *err,
 			size_t errlen);
 
 /*

@@ -112,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ar.hdr = (const struct pycds_header *)buf;
 	if (pycds_meta_check(&ar, err, sizeof(err)))
 		goto out;
-	(void)pycds_padding_check(&ar, err, sizeof(err));
+	(void)pycds_padding_check(&ar, -1, err, sizeof(err));
 	for (i = 0; i < ar.hdr->nr_modules; i++) {
 		const struct pycds_module *m = pycds_module_get(&ar, i);
 		size_t len;
