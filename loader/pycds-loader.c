@@ -362,6 +362,7 @@ static void populate_data(int fd, uint8_t *p, uint64_t size)
 		hole = lseek(fd, data, SEEK_HOLE);
 		if (hole < 0 || (uint64_t)hole > size)
 			hole = size;
+		data &= ~(off_t)(PYCDS_PAGE_SIZE - 1);	/* madvise wants pages */
 		if (hole > data)
 			madvise(p + data, hole - data, 22 /* MADV_POPULATE_READ */);
 		off = hole;
