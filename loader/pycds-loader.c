@@ -348,23 +348,16 @@ static int foreground(int dirfd, const char *dir, const char *src)
  * Documentation/archive-format.rst). */
 static void populate_data(int fd, uint8_t *p, uint64_t size)
 {
-	off_t off = 0, data, hole;
+	uint64_t off = 0, data, hole;
+	int r;
 
-	while ((uint64_t)off < size) {
-		data = lseek(fd, off, SEEK_DATA);
-		if (data < 0) {
-			if (errno == ENXIO)
-				return;		/* only a hole is left */
-			/* No SEEK_DATA here: no holes either. */
-			madvise(p + off, size - off, 22 /* MADV_POPULATE_READ */);
-			return;
-		}
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
+	while (off < size && (r = pycds_next_data(fd, off, size, &data, &hole))) {
+		if (r < 0) {
+			data = off;
 			hole = size;
-		data &= ~(off_t)(PYCDS_PAGE_SIZE - 1);	/* madvise wants pages */
-		if (hole > data)
-			madvise(p + data, hole - data, 22 /* MADV_POPULATE_READ */);
+		}
+		data &= ~(uint64_t)(PYCDS_PAGE_SIZE - 1);	/* madvise wants pages */
+		madvise(p + data, hole - data, 22 /* MADV_POPULATE_READ */);
 		off = hole;
 	}
 }

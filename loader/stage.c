@@ -121,23 +121,14 @@ static int uring_copy(int in, uint8_t *dst, uint64_t size, char *err,
  */
 #define HOLE_MIN	(64u << 10)
 
-static int page_zero(const uint8_t *p)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	uint64_t acc = 0;
-	unsigned int i;
-
-	for (i = 0; i < PYCDS_PAGE_SIZE / 8; i++)
-		acc |= q[i];
-	return !acc;
-}
-
 static uint64_t punch_zeros(int fd, const uint8_t *p, uint64_t size)
 {
 	uint64_t off = 0, run = 0, freed = 0;
 
 	for (;; off += PYCDS_PAGE_SIZE) {
-		if (off + PYCDS_PAGE_SIZE <= size && page_zero(p + off)) {
+		if (off + PYCDS_PAGE_SIZE <= size &&
+		    pycds_first_nonzero(p, off, off + PYCDS_PAGE_SIZE) ==
+			    off + PYCDS_PAGE_SIZE) {
 			run += PYCDS_PAGE_SIZE;
 			continue;
 		}

@@ -691,8 +691,7 @@ static int cmp_span(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* The offset of the first non-zero byte of [at, end), or @end. */
-static uint64_t first_nonzero(const uint8_t *base, uint64_t at, uint64_t end)
+uint64_t pycds_first_nonzero(const uint8_t *base, uint64_t at, uint64_t end)
 {
 	for (; at + 8 <= end; at += 8) {
 		uint64_t v;
@@ -707,30 +706,46 @@ static uint64_t first_nonzero(const uint8_t *base, uint64_t at, uint64_t end)
 	return end;
 }
 
-/* The first non-zero byte of [at, end) outside the holes of @fd (or of
- * all of it, without @fd or SEEK_DATA), or @end. */
+int pycds_next_data(int fd, uint64_t at, uint64_t end, uint64_t *data,
+		    uint64_t *hole)
+{
+	off_t d, h;
+
+	if (fd < 0)
+		return -1;
+	d = lseek(fd, (off_t)at, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? 0 : -1;
+	if ((uint64_t)d >= end)
+		return 0;
+	h = lseek(fd, d, SEEK_HOLE);
+	/* Past @end, unknown, or no progress: data up to @end. */
+	if (h <= d || (uint64_t)h > end)
+		h = (off_t)end;
+	*data = (uint64_t)d;
+	*hole = (uint64_t)h;
+	return 1;
+}
+
+/* The first non-zero byte of [at, end) outside the holes of @fd, or @end. */
 static uint64_t first_nonzero_data(const uint8_t *base, int fd, uint64_t at,
 				   uint64_t end)
 {
-	while (fd >= 0 && at < end) {
-		off_t data = lseek(fd, (off_t)at, SEEK_DATA), hole;
-		uint64_t nz;
+	uint64_t data, hole, nz;
+	int r;
 
-		if (data < 0)
-			return errno == ENXIO ? end : first_nonzero(base, at, end);
-		if ((uint64_t)data >= end)
+	while (at < end) {
+		r = pycds_next_data(fd, at, end, &data, &hole);
+		if (r == 0)
 			return end;
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > end)
-			hole = (off_t)end;
-		nz = first_nonzero(base, (uint64_t)data, (uint64_t)hole);
-		if (nz < (uint64_t)hole)
+		if (r < 0)
+			return pycds_first_nonzero(base, at, end);
+		nz = pycds_first_nonzero(base, data, hole);
+		if (nz < hole)
 			return nz;
-		if ((uint64_t)hole <= at)
-			break;		/* no progress: read the rest */
-		at = (uint64_t)hole;
+		at = hole;
 	}
-	return at < end ? first_nonzero(base, at, end) : end;
+	return end;
 }
 
 int pycds_padding_check(const struct pycds_archive *ar, int fd, char *err,

@@ -105,6 +105,17 @@ int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
 int pycds_padding_check(const struct pycds_archive *ar, int fd, char *err,
 			size_t errlen);
 
+/* The offset of the first non-zero byte of @base's [at, end), or @end. */
+uint64_t pycds_first_nonzero(const uint8_t *base, uint64_t at, uint64_t end);
+
+/*
+ * The first range of data (not a hole) of file @fd within [at, end), in
+ * *data and *hole: returns 1, or 0 when only holes are left, or -1 when
+ * the file cannot say (no @fd, or no SEEK_DATA): then take it all as data.
+ */
+int pycds_next_data(int fd, uint64_t at, uint64_t end, uint64_t *data,
+		    uint64_t *hole);
+
 /*
  * Check names pool entry @i before its first use: inside the pool,
  * 8-aligned, big enough for a str, its bytes matching its hash, and with
