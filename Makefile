@@ -16,9 +16,6 @@
 PYTHON ?= /usr/bin/python3
 PREFIX ?= /usr/local
 DESTDIR ?=
-# One build per interpreter: build/ for the default, build-python3.12/
-# and so on for others.
-BUILD ?= build$(if $(filter /usr/bin/python3,$(PYTHON)),,-$(notdir $(PYTHON)))
 CC ?= gcc
 
 ifeq ($(V),1)
@@ -27,11 +24,19 @@ else
 Q := @
 endif
 
-# Facts about the target interpreter, asked once.
-PY_FACTS := $(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_paths()["include"], s.get_config_var("EXT_SUFFIX"), s.get_paths()["purelib"])' 2>/dev/null)
+# Facts about the target interpreter, asked once: its include directory,
+# extension suffix and site directory, and its identity.  Objects depend
+# on the interpreter's headers, so each interpreter gets a build directory
+# of its own, named after what it reports (cache tag, ABI flags, version)
+# and a hash of its real path, version string and include directory: two
+# venvs of different versions, or a pyenv and a Debian interpreter with
+# the same file name, never share objects.
+PY_FACTS := $(shell $(PYTHON) -c 'import hashlib, os, sys, sysconfig as s; inc = s.get_paths()["include"]; ident = "\0".join((os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable), sys.version, inc, sys.abiflags)); print(inc, s.get_config_var("EXT_SUFFIX"), s.get_paths()["purelib"], "%s%s-%d.%d.%d-%s" % (sys.implementation.cache_tag, sys.abiflags, *sys.version_info[:3], hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:8]))' 2>/dev/null)
 PY_INCLUDE := $(word 1,$(PY_FACTS))
 EXT_SUFFIX := $(word 2,$(PY_FACTS))
 PY_SITE := $(word 3,$(PY_FACTS))
+PY_IDENT := $(or $(word 4,$(PY_FACTS)),unknown)
+BUILD ?= build/$(PY_IDENT)
 
 WERROR ?= -Werror
 CFLAGS ?= -O2 -g
@@ -48,6 +53,7 @@ READER_OBJS := $(BUILD)/obj/userspace/archive.o \
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
 EXT_SRCS := userspace/archive.c userspace/interp.c userspace/writer.c \
+	    userspace/record.c \
 	    userspace/runtime.c userspace/module.c $(XXH_SRCS)
 EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 
@@ -274,9 +280,16 @@ conformance: deps
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		$(PYTHON) tools/conformance.py --out $(BUILD)/conformance
 
-clean:
-	rm -rf $(BUILD)
+# Only the extension, for PYTHON (tests build one for another interpreter).
+ext: $(EXT)
 
-.PHONY: all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
+# Where the build for PYTHON lives (for scripts: make -s builddir).
+builddir:
+	@echo $(BUILD)
+
+clean:
+	rm -rf build build-*
+
+.PHONY: ext builddir all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,10 +44,12 @@ static const char help_text[] =
 	"           from source (or import the modules named with -m and all\n"
 	"           they import), then compile those sources, without running\n"
 	"           them, into FILE.  The same inputs give the same bytes.\n"
+	"           The recorder uses an audit hook: the command's own trace\n"
+	"           and profile functions, threads and children are untouched.\n"
 	"           Then, unless --once, a layout run: CMD runs again, quietly,\n"
 	"           with a first archive, to see which names the process had\n"
-	"           interned before the archive's; objects that point to those\n"
-	"           are laid out with the ones a process writes.\n"
+	"           interned before the archive's and which functions it ran;\n"
+	"           objects a process writes are laid out together.\n"
 	"  inspect  print the header, interpreter, preferred base, regions and\n"
 	"           module count; --modules lists every module.\n"
 	"  verify   check everything: header, index, checksums, every table\n"
@@ -219,6 +223,105 @@ static int find_driver(char *out, size_t len)
 	return access(out, R_OK);
 }
 
+/*
+ * Python that imports the _pycds the interpreter would import and says in
+ * one line why not: not installed, or built for another interpreter (its
+ * own check at import, or an undefined symbol when the loader cannot even
+ * link it: then the version it names in the file).  Then, with an
+ * argument, verifies that archive.
+ */
+static const char check_py[] =
+	"import sys\n"
+	"try:\n"
+	"    import _pycds\n"
+	"except ImportError as e:\n"
+	"    m = str(e).splitlines()[0] if str(e) else type(e).__name__\n"
+	"    if isinstance(e, ModuleNotFoundError):\n"
+	"        m = f'_pycds is not installed (run: make install PYTHON={sys.executable})'\n"
+	"    elif '_pycds was built for' not in m:\n"
+	"        try:\n"
+	"            b = open(e.path, 'rb').read()\n"
+	"            i = b.find(b'pycds-built-for-python=')\n"
+	"            v = b[i + 23:b.index(b'\\0', i)].decode()\n"
+	"            if i >= 0 and v != sys.version.split()[0]:\n"
+	"                m = f'_pycds was built for Python {v}, this is Python {sys.version.split()[0]}: {m}'\n"
+	"        except Exception:\n"
+	"            pass\n"
+	"    print(f'pycds: {sys.executable}: {m}', file=sys.stderr)\n"
+	"    sys.exit(1)\n"
+	"if len(sys.argv) > 1:\n"
+	"    try:\n"
+	"        _pycds.verify(sys.argv[1])\n"
+	"    except (ValueError, OSError) as e:\n"
+	"        print(f'pycds: {sys.argv[1]}: {e}', file=sys.stderr)\n"
+	"        sys.exit(1)\n"
+	"print('pycds-verified')\n";
+
+/* 0 if @python imports a _pycds built for it (and, with @archive, finds
+ * that archive sound); else it has said why in one line. */
+static int python_check(const char *python, const char *archive)
+{
+	const char *none[] = { NULL };
+	char **env = child_env(none);
+	char *const vargv[] = { (char *)python, "-c", (char *)check_py,
+				(char *)archive, NULL };
+	char out[64];
+	int ret;
+
+	if (!env)
+		return -1;
+	ret = run_capture(vargv, env, out, sizeof(out));
+	free(env);
+	/* Only the interpreter that ran the check can vouch for it. */
+	if (!ret && strcmp(out, "pycds-verified\n")) {
+		fprintf(stderr,
+			"pycds: %s did not run the check: is it a Python interpreter?\n",
+			python);
+		ret = 1;
+	}
+	return ret ? -1 : 0;
+}
+
+/*
+ * Processes of the recorded command that could not write the record (run
+ * as another user) send one datagram each to this abstract socket,
+ * '\0' "pycds-record:" path, so the build can say they were left out.
+ */
+static int refusals_open(const char *record)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strlen(record);
+	int s;
+
+	if (n + 14 > sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path + 1, "pycds-record:", 13);
+	memcpy(sa.sun_path + 14, record, n);
+	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -1;
+	if (bind(s, (struct sockaddr *)&sa,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 14 + n))) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* How many processes said they could not record. */
+static unsigned int refusals_count(int s)
+{
+	unsigned int n = 0;
+	char buf[128];
+
+	if (s < 0)
+		return 0;
+	while (recv(s, buf, sizeof(buf), 0) >= 0)
+		n++;
+	close(s);
+	return n;
+}
+
 /* Run the command of `pycds build`: @mods imported, or @cmd. */
 static int run_command(const char *python, const char *mods,
 		       char *const *cmd, char **env, int quiet)
@@ -270,8 +373,8 @@ static int cmd_build(int argc, char **argv)
 	char seedenv[32] = "PYTHONHASHSEED=0";
 	const char *build_extra[] = { seedenv, NULL };
 	const char *hash_seed = NULL;
-	char **env = NULL;
-	int c, fd, ret = 1, status, once = 0, have_layout = 0;
+	char **env = NULL, unrecorded[16] = "0";
+	int c, fd, ret = 1, status, once = 0, have_layout = 0, refusals;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+o:m:h", opts, NULL)) != -1) {
@@ -324,6 +427,10 @@ static int cmd_build(int argc, char **argv)
 			"pycds: failed to find pycds_build.py next to the pycds binary\n");
 		return 1;
 	}
+	/* Before the command runs: a _pycds that is missing, or built for
+	 * another interpreter, would record nothing and write nothing. */
+	if (python_check(python, NULL))
+		return 1;
 	fd = mkstemp(record);
 	if (fd < 0) {
 		fprintf(stderr, "pycds: failed to create a record file: %s\n",
@@ -337,8 +444,11 @@ static int cmd_build(int argc, char **argv)
 	env = child_env(rec_extra);
 	if (!env)
 		goto out;
+	refusals = refusals_open(record);
 	status = run_command(python, mods, argv + optind, env, 0);
 	free(env);
+	snprintf(unrecorded, sizeof(unrecorded), "%u",
+		 refusals_count(refusals));
 	if (status < 0)
 		goto out;
 	if (status)
@@ -384,7 +494,7 @@ static int cmd_build(int argc, char **argv)
 	if (!env)
 		goto out;
 	{
-		char *bargv[12];
+		char *bargv[14];
 		int k = 0;
 
 		bargv[k++] = (char *)python;
@@ -403,6 +513,8 @@ static int cmd_build(int argc, char **argv)
 			bargv[k++] = "--hash-seed";
 			bargv[k++] = seedenv + strlen("PYTHONHASHSEED=");
 		}
+		bargv[k++] = "--unrecorded";
+		bargv[k++] = unrecorded;
 		bargv[k++] = record;
 		bargv[k] = NULL;
 		ret = run(bargv, env) ? 1 : 0;
@@ -583,8 +695,6 @@ static int cmd_verify(int argc, char **argv)
 	};
 	const char *python = DEFAULT_PYTHON;
 	struct pycds_archive ar;
-	const char *none[] = { NULL };
-	char **env;
 	int c, ret;
 
 	optind = 1;
@@ -605,40 +715,8 @@ static int cmd_verify(int argc, char **argv)
 		return 1;
 
 	/* Image pointers and identity can only be checked by the
-	 * interpreter the archive is for. */
-	env = child_env(none);
-	if (!env)
-		return 1;
-	{
-		char *const vargv[] = {
-			(char *)python, "-c",
-			"import sys\n"
-			"try:\n"
-			"    import _pycds\n"
-			"except ImportError:\n"
-			"    print(f'pycds: _pycds is not installed for {sys.executable}', file=sys.stderr)\n"
-			"    sys.exit(1)\n"
-			"try:\n"
-			"    _pycds.verify(sys.argv[1])\n"
-			"except (ValueError, OSError) as e:\n"
-			"    print(f'pycds: {sys.argv[1]}: {e}', file=sys.stderr)\n"
-			"    sys.exit(1)\n"
-			"print('pycds-verified')\n",
-			argv[optind], NULL,
-		};
-		char out[64];
-
-		ret = run_capture(vargv, env, out, sizeof(out));
-		/* Only the interpreter that ran the check can vouch for it. */
-		if (!ret && strcmp(out, "pycds-verified\n")) {
-			fprintf(stderr,
-				"pycds: %s did not run the check: is it a Python interpreter with _pycds?\n",
-				python);
-			ret = 1;
-		}
-	}
-	free(env);
-	if (ret)
+	 * interpreter the archive is for, with a _pycds built for it. */
+	if (python_check(python, argv[optind]))
 		return 1;
 	printf("%s: sound for %s\n", argv[optind], python);
 	return 0;

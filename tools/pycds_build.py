@@ -19,13 +19,14 @@ def fail(msg):
     sys.exit(1)
 
 
-def read_records(paths, ran=None, native=None, main=None):
+def read_records(paths, ran=None, native=None, main=None, pids=None):
     """name -> origin from the recorder's 'name<TAB>origin' lines, in the
     order the modules were first imported.  Its '@<TAB>file<TAB>line<TAB>
     qualname' lines, code that ran, go to the set @ran; '!<TAB>name' lines,
     modules with no Python code, to the dict @native: name -> how many
     source modules were recorded before it; the scripts run as __main__ to
-    the list @main."""
+    the list @main; the '#<TAB>pid' lines, one per process recorded, to
+    the set @pids."""
     found, conflicts = {}, set()
     for path in paths:
         try:
@@ -34,6 +35,10 @@ def read_records(paths, ran=None, native=None, main=None):
         except FileNotFoundError:
             continue
         for line in lines:
+            if line.startswith("#\t"):
+                if pids is not None:
+                    pids.add(line[2:])
+                continue
             if line.startswith("@\t"):
                 f = line.split("\t")
                 if ran is not None and len(f) == 4 and f[2].isdigit():
@@ -187,9 +192,10 @@ def preinterned(modules, native, scripts=()):
     return set(out.split("\0")) if out else set()
 
 
-def read_layout(path):
+def read_layout(path, ran):
     """(names found interned already, names that became canonical) in a
-    layout run: its '~<TAB>name' and '=<TAB>name' lines."""
+    layout run: its '~<TAB>name' and '=<TAB>name' lines.  Its '@' lines,
+    archived code the processes ran, go to the set @ran."""
     old, new = set(), set()
     try:
         with open(path, encoding="utf-8", errors="surrogatepass") as f:
@@ -198,6 +204,10 @@ def read_layout(path):
                     old.add(line[2:])
                 elif line[:2] == "=\t":
                     new.add(line[2:])
+                elif line[:2] == "@\t":
+                    v = line.split("\t")
+                    if len(v) == 4 and v[2].isdigit():
+                        ran.add((v[1], int(v[2]), v[3]))
     except (OSError, UnicodeDecodeError):
         pass
     return old, new - old
@@ -213,6 +223,8 @@ def main(argv):
     p.add_argument("--layout", help="record of a layout run")
     p.add_argument("--hash-seed", type=int, default=None,
                    help="store hashes; PYTHONHASHSEED must be this seed")
+    p.add_argument("--unrecorded", type=int, default=0,
+                   help="processes that could not write the record")
     p.add_argument("records", nargs="+")
     a = p.parse_args(argv)
 
@@ -222,8 +234,8 @@ def main(argv):
         fail(f"_pycds is not installed for {sys.executable} "
              f"(run: make install PYTHON={sys.executable})")
 
-    ran, native, scripts = set(), {}, []
-    found, conflicts = read_records(a.records, ran, native, scripts)
+    ran, native, scripts, pids = set(), {}, [], set()
+    found, conflicts = read_records(a.records, ran, native, scripts, pids)
     if not found:
         fail("no modules were recorded: did the command import anything "
              "from source, and is the pycds hook installed for its "
@@ -255,13 +267,14 @@ def main(argv):
     kw["preinterned"] = preinterned(modules, {
         n: sum(1 for x in names[:k] if x in kept) for n, k in native.items()},
         scripts)
-    if a.layout and kw["preinterned"] is not None:
-        # What a process of the command did is known for the names it
-        # used; the prediction stands for the others.
-        old, new = read_layout(a.layout)
-        kw["preinterned"] = (kw["preinterned"] - new) | old
-    # Functions that ran while the command was recorded: their constants
-    # are laid out with what a process writes.
+    if a.layout:
+        old, new = read_layout(a.layout, ran)
+        if kw["preinterned"] is not None:
+            # What a process of the command did is known for the names
+            # it used; the prediction stands for the others.
+            kw["preinterned"] = (kw["preinterned"] - new) | old
+    # Archived code the layout run ran: laid out, with its constants, with
+    # what a process writes.
     kw["ran"] = ran
     summary, skipped = _pycds.write(a.output, modules, **kw)
     left_out += skipped
@@ -273,6 +286,14 @@ def main(argv):
               f"base 0x{summary['base']:x}"
               + (f", hashes for PYTHONHASHSEED={a.hash_seed}"
                  if a.hash_seed is not None else ""))
+        n, u = len(pids), a.unrecorded
+        print(f"pycds: recorded {len(found)} modules from {n} "
+              f"process{'es' if n != 1 else ''}"
+              + (f"; {u} process{'es' if u != 1 else ''} could not write "
+                 f"the record (run as another user?) and "
+                 f"{'are' if u != 1 else 'is'} not recorded" if u else "")
+              + (f"; the layout run saw {len(ran)} archived functions run"
+                 if a.layout else "; no layout run"))
         for name, why in sorted(left_out):
             print(f"pycds: left out {name}: {why}")
     return 0

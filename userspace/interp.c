@@ -193,7 +193,9 @@ int pycds_interp_fill(struct pycds_interp *id, const struct pycds_image *img)
 	long optimize;
 
 	memset(id, 0, sizeof(*id));
-	id->hexversion = PY_VERSION_HEX;
+	/* The interpreter this runs in, not the headers it was built with
+	 * (the module's import refuses any difference that matters). */
+	id->hexversion = (uint32_t)Py_Version;
 	id->pyc_magic = (uint32_t)PyImport_GetMagicNumber();
 	impl = PySys_GetObject("implementation");	/* borrowed */
 	if (!impl || copy_attr_str(impl, "cache_tag", id->cache_tag,
@@ -285,4 +287,98 @@ int pycds_image_ctx_fill(struct pycds_image_ctx *ctx,
 		ctx->static_types[k] = (uint64_t)(uintptr_t)statics[k];
 	ctx->nr_static_types = k;
 	return 0;
+}
+
+/*
+ * The Python version _pycds was compiled for, in a form the start-up hook
+ * can find in the file when the extension cannot even be loaded (an
+ * undefined symbol in another interpreter).
+ */
+__attribute__((used)) const char pycds_built_for[] =
+	"pycds-built-for-python=" PY_VERSION;
+
+static void version_str(unsigned long hex, char *out, size_t len)
+{
+	static const char level[] = { 'a', 'b', 'c' };
+	unsigned int rl = (hex >> 4) & 0xf;
+
+	if (rl >= 0xa && rl <= 0xc)
+		snprintf(out, len, "%lu.%lu.%lu%c%lu", hex >> 24,
+			 (hex >> 16) & 0xff, (hex >> 8) & 0xff,
+			 level[rl - 0xa], hex & 0xf);
+	else
+		snprintf(out, len, "%lu.%lu.%lu", hex >> 24,
+			 (hex >> 16) & 0xff, (hex >> 8) & 0xff);
+}
+
+/*
+ * May this build of _pycds run in this interpreter?  It was compiled
+ * against one interpreter's headers and reads and writes objects by
+ * their layout.  The interpreter it is loaded into must have the same
+ * minor version (the layouts differ between minor versions), the exact
+ * version if either is a pre-release (layouts change between alphas and
+ * betas), and the object sizes the headers gave, read from the running
+ * interpreter's own type objects, so a layout changed within a series is
+ * caught too.  0, or -1 with a Python ImportError naming both.
+ */
+int pycds_interp_compatible(void)
+{
+	static const struct {
+		PyTypeObject *type;
+		Py_ssize_t basic, item;
+	} sizes[] = {
+		{ &PyCode_Type, offsetof(PyCodeObject, co_code_adaptive), 2 },
+		{ &PyUnicode_Type, sizeof(PyUnicodeObject), 0 },
+		{ &PyBytes_Type, offsetof(PyBytesObject, ob_sval) + 1, 1 },
+		{ &PyTuple_Type, offsetof(PyTupleObject, ob_item),
+		  sizeof(PyObject *) },
+		{ &PyFloat_Type, sizeof(PyFloatObject), 0 },
+		{ &PyComplex_Type, sizeof(PyComplexObject), 0 },
+		{ &PySet_Type, sizeof(PySetObject), 0 },
+		{ &PyFrozenSet_Type, sizeof(PySetObject), 0 },
+	};
+	unsigned long run = Py_Version, built = PY_VERSION_HEX;
+	char have[32], want[32];
+	size_t i;
+
+	version_str(run, have, sizeof(have));
+	version_str(built, want, sizeof(want));
+	if ((run >> 16) != (built >> 16) ||
+	    (((run | built) >> 4 & 0xf) != 0xf && run != built)) {
+		PyErr_Format(PyExc_ImportError,
+			     "_pycds was built for Python %s, this is Python %s",
+			     want, have);
+		return -1;
+	}
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		if (sizes[i].type->tp_basicsize == sizes[i].basic &&
+		    sizes[i].type->tp_itemsize == sizes[i].item)
+			continue;
+		PyErr_Format(PyExc_ImportError,
+			     "_pycds was built for Python %s with %s objects of "
+			     "%zd+%zd bytes; this Python %s has %zd+%zd",
+			     want, sizes[i].type->tp_name, sizes[i].basic,
+			     sizes[i].item, have, sizes[i].type->tp_basicsize,
+			     sizes[i].type->tp_itemsize);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Did the interpreter run @live, an archived code object, when
+ * @pristine is the same object as the file holds?  Running writes the
+ * bytecode's inline caches and counters (specialization, and 3.13's
+ * RESUME check), and on 3.11 the warm-up counter at every call.  Nothing
+ * else the process does to a code object touches those.
+ */
+int pycds_code_ran(const PyCodeObject *live, const PyCodeObject *pristine)
+{
+	size_t n = (size_t)Py_SIZE(live) * 2;	/* 16-bit code units */
+
+#if PY_VERSION_HEX < 0x030C0000
+	if (live->co_warmup != pristine->co_warmup)
+		return 1;
+#endif
+	return memcmp(live->co_code_adaptive, pristine->co_code_adaptive, n) != 0;
 }

@@ -38,8 +38,13 @@ static struct PyModuleDef pycds_module = {
 
 PyMODINIT_FUNC PyInit__pycds(void)
 {
-	PyObject *m = PyModule_Create(&pycds_module);
+	PyObject *m;
 
+	/* Before anything else: a _pycds compiled for another interpreter
+	 * must not touch this one's objects. */
+	if (pycds_interp_compatible())
+		return NULL;
+	m = PyModule_Create(&pycds_module);
 	if (!m)
 		return NULL;
 	if (pycds_runtime_init(m) ||

@@ -9,6 +9,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "pycds supports CPython 3.11, 3.12 and 3.13"
+#endif
+
 #include "pycds/archive.h"
 #include "pycds/reader.h"
 
@@ -71,6 +75,12 @@ int pycds_image_contains(const struct pycds_image *img, const void *p);
 PyObject *pycds_image_singleton(unsigned int kind);
 PyTypeObject *pycds_image_type(unsigned int kind);
 Py_hash_t pycds_hash_probe(void);
+int pycds_interp_compatible(void);
+int pycds_code_ran(const PyCodeObject *live, const PyCodeObject *pristine);
+
+/* record.c */
+void pycds_record_start(const char *path);
+int pycds_record_layout_at_exit(void);
 
 /* writer.c */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds);
@@ -80,6 +90,7 @@ PyObject *pycds_enable(PyObject *self, PyObject *arg);
 PyObject *pycds_stats(PyObject *self, PyObject *noargs);
 PyObject *pycds_hook(PyObject *self, PyObject *noargs);
 PyObject *pycds_verify(PyObject *self, PyObject *arg);
+PyObject *pycds_layout_lines(void);
 int pycds_runtime_init(PyObject *module);
 
 #endif /* PYCDS_PY_H */

@@ -1555,72 +1555,12 @@ out:
 	return NULL;
 }
 
-/* ---- the recorder used by `pycds build` ---- */
+/* ---- what the layout run of `pycds build` learns ---- */
 
-static PyObject *record_path;
-
-/*
- * Code that runs while the command is recorded: the build lays out the
- * constants of functions that ran with the objects a process writes
- * (3.11 writes the refcount of every constant it pushes), and those of
- * functions that never ran apart, where they stay shared.  The set holds
- * a reference to each code object, so a pointer names one for good.
- */
-static PyObject **ran;
-static size_t ran_cap, ran_used;
-
-static int ran_add(PyObject *co)
-{
-	size_t mask, i;
-
-	if ((ran_used + 1) * 2 > ran_cap) {
-		size_t cap = ran_cap ? ran_cap * 2 : 4096, j;
-		PyObject **t = calloc(cap, sizeof(*t));
-
-		if (!t)
-			return -1;
-		for (j = 0; j < ran_cap; j++) {
-			if (!ran[j])
-				continue;
-			for (i = ((uintptr_t)ran[j] >> 4) & (cap - 1); t[i];
-			     i = (i + 1) & (cap - 1))
-				;
-			t[i] = ran[j];
-		}
-		free(ran);
-		ran = t;
-		ran_cap = cap;
-	}
-	mask = ran_cap - 1;
-	for (i = ((uintptr_t)co >> 4) & mask; ran[i]; i = (i + 1) & mask)
-		if (ran[i] == co)
-			return 0;
-	Py_INCREF(co);
-	ran[i] = co;
-	ran_used++;
-	return 0;
-}
-
-static int record_call(PyObject *obj, PyFrameObject *frame, int what,
-		       PyObject *arg)
-{
-	PyCodeObject *co;
-
-	(void)obj;
-	(void)arg;
-	if (what != PyTrace_CALL)
-		return 0;
-	co = PyFrame_GetCode(frame);
-	/* Out of memory only makes the layout less shared. */
-	ran_add((PyObject *)co);
-	Py_DECREF(co);
-	return 0;
-}
-
-/* With an archive in use: "~<TAB>name" for each names pool entry this
- * process found interned already (its slots were rewritten), "=<TAB>name"
- * for each that became the canonical string. */
-static PyObject *record_names(PyObject *out)
+/* "~<TAB>name" for each names pool entry this process found interned
+ * already (its slots were rewritten), "=<TAB>name" for each that became
+ * the canonical string. */
+static PyObject *layout_names(PyObject *out)
 {
 	uint32_t i;
 
@@ -1643,145 +1583,75 @@ static PyObject *record_names(PyObject *out)
 	return out;
 }
 
-/* "@<TAB>file<TAB>first line<TAB>qualified name" for each code that ran. */
-static PyObject *record_ran(PyObject *out)
+/*
+ * "@<TAB>file<TAB>first line<TAB>qualified name" for each archived code
+ * object this process ran: its bytecode (and on 3.11 its warm-up
+ * counter) no longer what the file holds.  The file is mapped again,
+ * read-only, to compare: this measures what a process writes without
+ * competing with the program for its trace or profile hooks.
+ */
+static PyObject *ran_walk(PyObject *out, PyObject *o, const uint8_t *pristine,
+			  unsigned int depth)
 {
-	size_t i;
+	PyCodeObject *co = (PyCodeObject *)o;
+	const uint8_t *p = (const uint8_t *)o;
+	Py_ssize_t i;
 
-	for (i = 0; i < ran_cap && out; i++) {
-		PyCodeObject *co = (PyCodeObject *)ran[i];
-		const char *file, *qual;
+	if (!out || depth > 64 || Py_TYPE(o) != &PyCode_Type ||
+	    p < g.ar.base || p >= g.ar.base + g.ar.size)
+		return out;
+	if (pycds_code_ran(co, (const PyCodeObject *)(pristine +
+						      (p - g.ar.base)))) {
+		const char *file = PyUnicode_AsUTF8(co->co_filename);
+		const char *qual = PyUnicode_AsUTF8(co->co_qualname);
 
-		if (!co)
-			continue;
-		file = PyUnicode_AsUTF8(co->co_filename);
-		qual = PyUnicode_AsUTF8(co->co_qualname);
-		if (!file || !qual || strpbrk(file, "\t\n") ||
-		    strpbrk(qual, "\t\n")) {
-			PyErr_Clear();
-			continue;
-		}
-		PyBytes_ConcatAndDel(&out,
-				     PyBytes_FromFormat("@\t%s\t%d\t%s\n", file,
-							co->co_firstlineno,
-							qual));
+		if (file && qual && !strpbrk(file, "\t\n") &&
+		    !strpbrk(qual, "\t\n"))
+			PyBytes_ConcatAndDel(&out, PyBytes_FromFormat(
+				"@\t%s\t%d\t%s\n", file, co->co_firstlineno,
+				qual));
+		PyErr_Clear();
 	}
+	for (i = 0; out && i < PyTuple_GET_SIZE(co->co_consts); i++)
+		out = ran_walk(out, PyTuple_GET_ITEM(co->co_consts, i),
+			       pristine, depth + 1);
 	return out;
 }
 
-static PyObject *pycds_record(PyObject *self, PyObject *noargs)
+static PyObject *layout_ran(PyObject *out)
 {
-	PyObject *modules = PyImport_GetModuleDict(), *items, *sfl, *pyc;
-	PyObject *out = NULL;
-	Py_ssize_t i, n;
+	uint8_t *pristine;
+	uint32_t i;
 	int fd;
 
-	(void)self;
-	(void)noargs;
-	if (!record_path)
-		Py_RETURN_NONE;
-	sfl = bootstrap_attr("SourceFileLoader");
-	if (!sfl)
-		return NULL;
-	/* Sourceless modules are recorded too, so that the build can say
-	 * they are left out. */
-	pyc = bootstrap_attr("SourcelessFileLoader");
-	if (!pyc) {
-		Py_DECREF(sfl);
-		return NULL;
-	}
-	items = PyDict_Items(modules);
-	if (!items)
-		goto out_sfl;
-	out = PyBytes_FromStringAndSize(NULL, 0);
-	n = PyList_GET_SIZE(items);
-	for (i = 0; i < n && out; i++) {
-		PyObject *kv = PyList_GET_ITEM(items, i);
-		PyObject *spec, *loader = NULL, *origin = NULL, *line;
-		const char *name, *orig;
-
-		spec = PyObject_GetAttrString(PyTuple_GET_ITEM(kv, 1),
-					      "__spec__");
-		if (spec == Py_None &&
-		    PyUnicode_Check(PyTuple_GET_ITEM(kv, 0)) &&
-		    !PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kv, 0),
-						      "__main__")) {
-			/* A script: compiled before any import, it interns
-			 * its names first.  Its __file__ is gone by now; its
-			 * loader (a SourceFileLoader) knows the path. */
-			loader = PyObject_GetAttrString(
-				PyTuple_GET_ITEM(kv, 1), "__loader__");
-			origin = loader ? PyObject_GetAttrString(loader, "path")
-					: NULL;
-			orig = origin && PyUnicode_Check(origin)
-				       ? PyUnicode_AsUTF8(origin)
-				       : NULL;
-			if (orig && !strpbrk(orig, "\t\n"))
-				PyBytes_ConcatAndDel(
-					&out, PyBytes_FromFormat(
-						      "__main__\t%s\n", orig));
-			goto next;
-		}
-		if (!spec || spec == Py_None)
-			goto next;
-		loader = PyObject_GetAttrString(spec, "loader");
-		origin = PyObject_GetAttrString(spec, "origin");
-		if (!loader || !origin || !PyUnicode_Check(origin) ||
-		    !PyUnicode_Check(PyTuple_GET_ITEM(kv, 0)))
-			goto next;
-		name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kv, 0));
-		orig = PyUnicode_AsUTF8(origin);
-		if (!name || !orig || strpbrk(name, "\t\n") ||
-		    strpbrk(orig, "\t\n"))
-			goto next;
-		if (PyObject_IsInstance(loader, sfl) == 1 ||
-		    PyObject_IsInstance(loader, pyc) == 1)
-			line = PyBytes_FromFormat("%s\t%s\n", name, orig);
-		else
-			/* "!<TAB>name": a module with no Python code (built
-			 * in, frozen, an extension): what it interns when
-			 * imported decides which archived names a process
-			 * finds interned already. */
-			line = PyBytes_FromFormat("!\t%s\n", name);
-		PyBytes_ConcatAndDel(&out, line);
-next:
-		PyErr_Clear();
-		Py_XDECREF(spec);
-		Py_XDECREF(loader);
-		Py_XDECREF(origin);
-	}
-	Py_DECREF(items);
-	PyEval_SetProfile(NULL, NULL);
-	out = out ? record_ran(out) : NULL;
-	out = out ? record_names(out) : NULL;
-	if (!out)
-		goto out_sfl;
-	fd = open(PyBytes_AS_STRING(record_path),
-		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		/* One write: concurrent recorders append whole records. */
-		if (write(fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out)) < 0)
-			report(PyBytes_AS_STRING(record_path),
-			       "cannot record imports: %s", strerror(errno));
-		close(fd);
-	} else {
-		report(PyBytes_AS_STRING(record_path),
-		       "cannot record imports: %s", strerror(errno));
-	}
-	Py_DECREF(out);
-out_sfl:
-	Py_DECREF(sfl);
-	Py_DECREF(pyc);
-	if (PyErr_Occurred())
-		return NULL;
-	Py_RETURN_NONE;
+	/* A relocated copy differs from the file everywhere. */
+	if (!g.enabled || g.ar.delta || !out)
+		return out;
+	fd = open(g.path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return out;
+	pristine = mmap(NULL, g.ar.size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (pristine == MAP_FAILED)
+		return out;
+	for (i = 0; i < g.ar.hdr->nr_modules && out; i++)
+		if (g.state[i] == MOD_READY)
+			out = ran_walk(out, pycds_ptr(&g.ar,
+					pycds_module_get(&g.ar, i)->root),
+				       pristine, 0);
+	munmap(pristine, g.ar.size);
+	return out;
 }
 
-static PyMethodDef record_def = {
-	"_record", pycds_record, METH_NOARGS,
-	"Append the modules in sys.modules, and the code that ran, to "
-	"$PYCDS_RECORD.",
-};
+/* What a layout run appends to its record at exit; NULL with an
+ * exception on error. */
+PyObject *pycds_layout_lines(void)
+{
+	PyObject *out = PyBytes_FromStringAndSize(NULL, 0);
+
+	out = layout_ran(out);
+	return layout_names(out);
+}
 
 /* _pycds._hook(): what the .pth file calls at start-up. */
 PyObject *pycds_hook(PyObject *self, PyObject *noargs)
@@ -1812,22 +1682,8 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	verbose = getenv("PYCDS_VERBOSE");
 	g.verbose = verbose && *verbose && strcmp(verbose, "0");
 	record = getenv("PYCDS_RECORD");
-	if (record && *record && !record_path) {
-		PyObject *func, *atexit, *r;
-
-		record_path = PyBytes_FromString(record);
-		func = record_path ? PyCFunction_NewEx(&record_def, self, NULL)
-				   : NULL;
-		atexit = func ? PyImport_ImportModule("atexit") : NULL;
-		r = atexit ? PyObject_CallMethod(atexit, "register", "O", func)
-			   : NULL;
-		Py_XDECREF(atexit);
-		Py_XDECREF(func);
-		if (!r)
-			return NULL;
-		Py_DECREF(r);
-		PyEval_SetProfile(record_call, NULL);
-	}
+	if (record && *record)
+		pycds_record_start(record);
 	archive = getenv("PYCDS_ARCHIVE");
 	if (archive && *archive && !g.enabled) {
 		if (enable_path(self, archive) < 0) {
@@ -1839,6 +1695,9 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 			PyErr_Clear();
 		}
 	}
+	/* The layout run: what this process did with the first archive. */
+	if (record && *record && g.enabled && pycds_record_layout_at_exit() < 0)
+		PyErr_Clear();
 	Py_RETURN_NONE;
 }
 
