@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pycds/reader.h"
@@ -26,9 +27,9 @@
 extern char **environ;
 
 static const char usage_text[] =
-	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once]\n"
+	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
 	"                   [--hash-seed N] -- CMD [ARGS...]\n"
-	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once]\n"
+	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
 	"                   [--hash-seed N] -m MOD[,MOD...]\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
@@ -46,10 +47,12 @@ static const char help_text[] =
 	"           them, into FILE.  The same inputs give the same bytes.\n"
 	"           The recorder uses an audit hook: the command's own trace\n"
 	"           and profile functions, threads and children are untouched.\n"
-	"           Then, unless --once, a layout run: CMD runs again, quietly,\n"
-	"           with a first archive, to see which names the process had\n"
-	"           interned before the archive's and which functions it ran;\n"
-	"           objects a process writes are laid out together.\n"
+	"           Then a layout run: CMD runs again, quietly, with a first\n"
+	"           archive, to see which names the process had interned\n"
+	"           before the archive's and which functions it ran; objects\n"
+	"           a process writes are laid out together.  There is no\n"
+	"           layout run with --once, or when the recorded run took\n"
+	"           more than 10 s (a test suite, say) unless --layout-run.\n"
 	"  inspect  print the header, interpreter, preferred base, regions and\n"
 	"           module count; --modules lists every module.\n"
 	"  verify   check everything: header, index, checksums, every table\n"
@@ -63,6 +66,7 @@ static const char help_text[] =
 	"  --base ADDR        preferred base address (default 0x200000000000)\n"
 	"  -m MOD[,MOD...]    modules to import instead of a command\n"
 	"  --once             run CMD once: no layout run (see below)\n"
+	"  --layout-run       do the layout run even when CMD took long\n"
 	"  --hash-seed N      store the hashes of str, bytes and frozenset\n"
 	"                     constants for PYTHONHASHSEED=N (0-4294967295);\n"
 	"                     the archive then serves only processes run\n"
@@ -349,6 +353,10 @@ static int run_command(const char *python, const char *mods,
 	return quiet ? run_quiet(cmd, env) : run(cmd, env);
 }
 
+/* A layout run repeats the command; past this the second run costs more
+ * than the layout it informs is worth, unless --layout-run asks for it. */
+#define LAYOUT_RUN_MAX_SECONDS 10.0
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -357,6 +365,7 @@ static int cmd_build(int argc, char **argv)
 		{ "base", required_argument, NULL, 'b' },
 		{ "modules", required_argument, NULL, 'm' },
 		{ "once", no_argument, NULL, '1' },
+		{ "layout-run", no_argument, NULL, 'L' },
 		{ "hash-seed", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -375,6 +384,9 @@ static int cmd_build(int argc, char **argv)
 	const char *hash_seed = NULL;
 	char **env = NULL, unrecorded[16] = "0";
 	int c, fd, ret = 1, status, once = 0, have_layout = 0, refusals;
+	int force_layout = 0;
+	struct timespec t0, t1;
+	double took;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+o:m:h", opts, NULL)) != -1) {
@@ -384,10 +396,15 @@ static int cmd_build(int argc, char **argv)
 		case 'b': base = optarg; break;
 		case 'm': mods = optarg; break;
 		case '1': once = 1; break;
+		case 'L': force_layout = 1; break;
 		case 's': hash_seed = optarg; break;
 		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
 		default: return usage();
 		}
+	}
+	if (once && force_layout) {
+		fprintf(stderr, "pycds build: --once and --layout-run exclude each other\n");
+		return usage();
 	}
 	if (!output) {
 		fprintf(stderr, "pycds build: -o FILE is required\n");
@@ -445,8 +462,18 @@ static int cmd_build(int argc, char **argv)
 	if (!env)
 		goto out;
 	refusals = refusals_open(record);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	status = run_command(python, mods, argv + optind, env, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(env);
+	took = (double)(t1.tv_sec - t0.tv_sec) +
+	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (!once && !force_layout && took > LAYOUT_RUN_MAX_SECONDS) {
+		fprintf(stderr,
+			"pycds: the command took %.0f s; no layout run (--layout-run forces one)\n",
+			took);
+		once = 1;
+	}
 	snprintf(unrecorded, sizeof(unrecorded), "%u",
 		 refusals_count(refusals));
 	if (status < 0)
