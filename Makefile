@@ -174,7 +174,12 @@ TEST_ENV = PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 	   PYCDS_WORKLOADS=$(abspath tests/workloads) \
 	   PYCDS_TMPDIR=$(abspath $(BUILD)/tmp)
 
+# Targets that install packages first go on in a new make: installing
+# may upgrade the interpreter, and the build directory is named after it.
 check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run:
 	$(MAKE) all tests stage
 	@mkdir -p $(BUILD)/tmp
 	$(TEST_ENV) prove -v $(C_TESTS)
@@ -225,7 +230,7 @@ install: all
 	install -m 0644 userspace/00-pycds.pth $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/bin/pycds-loader $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
+	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/bin/pycds-loader $(DESTDIR)$(PREFIX)/bin/pycds-top $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
 	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/00-pycds.pth
 
 # Debian packages everything needs.
@@ -233,7 +238,7 @@ DEB_PACKAGES := python3-dev python3.11-venv libxxhash-dev xxhash liburing-dev \
 	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm linux-source-6.1 hyperfine tmux \
 	prometheus curl bindfs \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
-	python3-requests python3-jinja2 python3-rich perl
+	python3-requests python3-jinja2 python3-rich perl libpython3.11-testsuite
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -250,12 +255,18 @@ deps:
 	fi
 
 demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run:
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
 		sh tools/demo.sh
 
 bench: deps
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run:
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
@@ -264,21 +275,26 @@ bench: deps
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
 bench-memory: deps
+	@$(MAKE) --no-print-directory bench-memory-run
+
+bench-memory-run:
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
 		PYCDS_LOADER=$(abspath $(LOADER)) \
 		$(PYTHON) tools/bench_memory.py --out $(BUILD)/bench-memory
 
-# CPython's own tests, stock and from an archive (Debian's test suite
-# package; installing it may upgrade the interpreter to its version).
+# CPython's own tests: stock, recorded by pycds build, and from the archive
+# (Debian's test suite package; installing it may upgrade the interpreter
+# to its version).  A subset by default; CONFORMANCE=--all for the whole
+# suite, or CONFORMANCE="test_x test_y".
 conformance: deps
-	@dpkg-query -W -f='$${Status}\n' libpython3.11-testsuite 2>/dev/null | grep -q '^install ok installed' || \
-		{ [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libpython3.11-testsuite >/dev/null; } || \
-		{ echo "missing Debian package libpython3.11-testsuite (run as root)"; exit 1; }
+	@$(MAKE) --no-print-directory conformance-run
+
+conformance-run:
 	$(MAKE) all stage
 	PYCDS=$(abspath $(TOOL)) PYCDS_PYTHON=$(abspath $(VENV_PY)) \
-		$(PYTHON) tools/conformance.py --out $(BUILD)/conformance
+		$(PYTHON) tools/conformance.py --out $(BUILD)/conformance $(CONFORMANCE)
 
 # Only the extension, for PYTHON (tests build one for another interpreter).
 ext: $(EXT)
@@ -290,6 +306,7 @@ builddir:
 clean:
 	rm -rf build build-*
 
+.PHONY: check-run demo-run bench-run bench-memory-run conformance-run
 .PHONY: ext builddir all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

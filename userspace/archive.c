@@ -841,6 +841,14 @@ int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
 			    (uint64_t)relocs[i] - PYCDS_SET_TABLE_OFF + 8) ==
 		    PYCDS_IMG_TYPE_FROZENSET)
 			continue;
+		/* And a 3.11 str's wchar_t view, to its own data. */
+		if (h->interp.hexversion < 0x030c0000 &&
+		    kind_at(slots, kinds, n,
+			    (uint64_t)relocs[i] - PYCDS_STR311_WSTR_OFF + 8) ==
+			    PYCDS_IMG_TYPE_STR &&
+		    target == (uint64_t)relocs[i] - PYCDS_STR311_WSTR_OFF +
+				      PYCDS_STR311_COMPACT_SIZE)
+			continue;
 		if (!is_type_kind(kind_at(slots, kinds, n, target + 8))) {
 			ret = fail(err, errlen,
 				   "module %u: relocation %u does not point to an object",

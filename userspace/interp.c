@@ -18,6 +18,12 @@
 
 _Static_assert(offsetof(PySetObject, table) == PYCDS_SET_TABLE_OFF,
 	       "frozenset table offset");
+#if PY_VERSION_HEX < 0x030C0000
+_Static_assert(offsetof(PyASCIIObject, wstr) == PYCDS_STR311_WSTR_OFF,
+	       "str wstr offset");
+_Static_assert(sizeof(PyCompactUnicodeObject) == PYCDS_STR311_COMPACT_SIZE,
+	       "compact str size");
+#endif
 
 struct find_ctx {
 	uintptr_t anchor;

@@ -75,7 +75,6 @@ static struct {
 	uint8_t *chunks;		/* names pool chunks prefaulted */
 	int prefault;			/* enum prefault */
 	int thp;			/* huge pages: -1 not asked yet, 0, 1 */
-	int fd;				/* the archive, for chunk_copy() */
 	dev_t dev;
 	ino_t ino;
 	uint8_t *huge;			/* enum chunk_state, per 2 MiB */
@@ -102,16 +101,13 @@ static struct {
 	unsigned long long interned, redirected, prepare_ns;
 	unsigned long long huge_chunks;	/* chunks copied into huge pages */
 	PyObject *error;		/* str, or NULL while in use */
-	PyObject *find_spec;		/* PathFinder.find_spec */
 	PyObject *source_loader;	/* SourceFileLoader */
-	PyObject *base_get_code;	/* SourceLoader.get_code */
-	PyObject *archive_loader;	/* our SourceFileLoader subclass */
+	PyObject *base_get_code;	/* its stock get_code */
 	PyObject *pyc_loader;		/* SourcelessFileLoader */
-	PyObject *pyc_get_code;		/* SourcelessFileLoader.get_code */
-	PyObject *archive_pyc_loader;	/* our SourcelessFileLoader subclass,
-					 * made when first needed */
+	PyObject *pyc_get_code;		/* its stock get_code */
 	PyObject *module;		/* _pycds */
-	PyObject *finder;
+	PyObject *served;		/* list of the names served, or NULL */
+	uint8_t *served_bits;		/* one bit per module: in served */
 } g;
 
 /* One line on stderr, prefixed and naming the archive. */
@@ -373,7 +369,7 @@ static int chunk_copy(uint64_t c)
 	uint64_t own[HUGE_CHUNK / PYCDS_PAGE_SIZE / 64];
 	size_t done = 0, i;
 	struct stat st;
-	int from_fd;
+	int from_fd, fd;
 
 	tmp = pycds_map_aligned(-1, HUGE_CHUNK, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE, HUGE_CHUNK);
@@ -382,16 +378,19 @@ static int chunk_copy(uint64_t c)
 	madvise(tmp, HUGE_CHUNK, MADV_HUGEPAGE);
 	/*
 	 * Pages still shared with the page cache are read by the kernel
-	 * straight from it, if our descriptor is still the archive (a program
-	 * may have closed it, or put another file on its number); pages this
-	 * process already copied (prepared modules) are taken from the
-	 * mapping.  Failing either, the whole chunk is copied from the
-	 * mapping, which is always right.
+	 * straight from it, through a descriptor opened for this copy only
+	 * (the process keeps none of pycds's), if the path still names the
+	 * file mapped (a publish may have replaced it); pages this process
+	 * already copied (prepared modules) are taken from the mapping.
+	 * Failing either, the whole chunk is copied from the mapping, which
+	 * is always right.
 	 */
-	from_fd = g.fd >= 0 && !fstat(g.fd, &st) && st.st_dev == g.dev &&
-		  st.st_ino == g.ino && !own_pages(dst, own);
+	fd = own_pages(dst, own) ? -1 : open(g.path, O_RDONLY | O_CLOEXEC |
+						      O_NONBLOCK | O_NOCTTY);
+	from_fd = fd >= 0 && !fstat(fd, &st) && st.st_dev == g.dev &&
+		  st.st_ino == g.ino;
 	while (from_fd && done < HUGE_CHUNK) {
-		ssize_t n = pread(g.fd, tmp + done, HUGE_CHUNK - done,
+		ssize_t n = pread(fd, tmp + done, HUGE_CHUNK - done,
 				  c * HUGE_CHUNK + done);
 
 		if (n < 0 && errno == EINTR)
@@ -400,6 +399,8 @@ static int chunk_copy(uint64_t c)
 			break;
 		done += n;
 	}
+	if (fd >= 0)
+		close(fd);
 	if (from_fd && done == HUGE_CHUNK) {
 		for (i = 0; i < HUGE_CHUNK / PYCDS_PAGE_SIZE; i++)
 			if (own[i / 64] >> (i % 64) & 1)
@@ -594,6 +595,15 @@ static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 			 idx);
 		return NULL;
 	}
+#if PY_VERSION_HEX < 0x030C0000
+	/* 3.11: a 4-byte string's wchar_t view is its own data, as the
+	 * interpreter makes it (the pool holds no pointers to relocate). */
+	if (PyUnicode_KIND(o) == PyUnicode_4BYTE_KIND && sizeof(wchar_t) == 4) {
+		((PyASCIIObject *)o)->wstr = (wchar_t *)PyUnicode_DATA(o);
+		((PyCompactUnicodeObject *)o)->wstr_length =
+			PyUnicode_GET_LENGTH(o);
+	}
+#endif
 	/* The first to intern a string makes it canonical; a string some
 	 * earlier code interned stays canonical and the archive uses it. */
 	t = o;
@@ -893,31 +903,52 @@ static PyObject *served_code(PyObject *code)
 #endif
 }
 
-/* ArchiveLoader.get_code(self, fullname) */
-static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
-				 Py_ssize_t nargs)
+/* Note @idx served: _pycds.stats()["served"] names each module once, in
+ * the order they were first served. */
+static void served_note(long idx, PyObject *name)
 {
+	if (g.served_bits[idx / 8] & (1u << (idx % 8)))
+		return;
+	if (!g.served && !(g.served = PyList_New(0)))
+		goto fail;
+	if (PyList_Append(g.served, name))
+		goto fail;
+	g.served_bits[idx / 8] |= 1u << (idx % 8);
+	return;
+fail:
+	/* Only the list is short; the module is served all the same. */
+	PyErr_Clear();
+}
+
+/*
+ * get_code(self, fullname) of the stock SourceFileLoader (@sourceless 0)
+ * and SourcelessFileLoader (1), as pycds answers it: the archived code
+ * object when the loader is of exactly that class, for a module the
+ * archive holds from the loader's very file, and that file is unchanged;
+ * otherwise what the stock method returns.  The import system keeps its
+ * own finders, specs and loaders, so nothing but get_code tells a served
+ * module from one loaded from its .pyc.
+ */
+static PyObject *archive_get_code(PyObject *self, PyObject *const *args,
+				  Py_ssize_t nargs, PyObject *kwnames,
+				  int sourceless)
+{
+	PyObject *base = sourceless ? g.pyc_get_code : g.base_get_code;
+	PyObject *cls = sourceless ? g.pyc_loader : g.source_loader;
 	const struct pycds_module *m;
-	PyObject *self, *name, *path, *code;
-	int sourceless;
+	PyObject *name, *path, *code;
 	long idx;
 
-	(void)module;
-	if (nargs != 2) {
-		PyErr_SetString(PyExc_TypeError,
-				"get_code() takes exactly one argument");
-		return NULL;
-	}
-	self = args[0];
-	name = args[1];
-	sourceless = g.archive_pyc_loader &&
-		     PyObject_TypeCheck(self,
-					(PyTypeObject *)g.archive_pyc_loader);
-	if (!g.enabled || g.damaged || !PyUnicode_Check(name))
+	if (!g.enabled || g.damaged || kwnames || nargs != 1 ||
+	    (PyObject *)Py_TYPE(self) != cls || !PyUnicode_Check(args[0]))
 		goto fallback;
+	name = args[0];
 	idx = lookup_str(name);
-	if (idx < 0)
+	if (idx < 0) {
+		g.misses++;
+		STAP_PROBE1(pycds, module__missed, probe_name(name));
 		goto fallback;
+	}
 	m = pycds_module_get(&g.ar, (uint32_t)idx);
 	/* Archived from a source file and asked for by a sourceless loader,
 	 * or the other way round: not the same module. */
@@ -926,8 +957,11 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 		goto fallback;
 	}
 	path = PyObject_GetAttrString(self, "path");
-	if (!path)
-		return NULL;
+	if (!path) {
+		PyErr_Clear();
+		g.misses++;
+		goto fallback;
+	}
 	if (!origin_equal(m, path)) {
 		Py_DECREF(path);
 		g.misses++;
@@ -948,165 +982,85 @@ static PyObject *loader_get_code(PyObject *module, PyObject *const *args,
 	if (!code)
 		return NULL;
 	g.hits++;
+	served_note(idx, name);
 	STAP_PROBE1(pycds, module__served, probe_name(name));
 	return code;
 fallback:
-	return PyObject_CallFunctionObjArgs(sourceless ? g.pyc_get_code
-						       : g.base_get_code,
-					    self, name, NULL);
-}
+	{
+		/* The stock method, called as the caller called ours. */
+		PyObject *small[4], **argv = small, *ret;
+		size_t n = (size_t)nargs +
+			   (kwnames ? (size_t)PyTuple_GET_SIZE(kwnames) : 0);
 
-static PyMethodDef loader_get_code_def = {
-	"get_code", (PyCFunction)(void (*)(void))loader_get_code, METH_FASTCALL,
-	"Return the module's code object from the archive when its file is "
-	"unchanged, else load it as the base loader does.",
-};
-
-static PyObject *make_loader_type(PyObject *module, const char *name,
-				  PyObject *base, const char *doc)
-{
-	PyObject *func, *meth, *dict, *type = NULL;
-
-	func = PyCFunction_NewEx(&loader_get_code_def, module, NULL);
-	if (!func)
-		return NULL;
-	meth = PyInstanceMethod_New(func);
-	Py_DECREF(func);
-	if (!meth)
-		return NULL;
-	dict = Py_BuildValue("{s:N,s:s,s:s}", "get_code", meth, "__module__",
-			     "_pycds", "__doc__", doc);
-	if (!dict)
-		return NULL;
-	type = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O", name,
-				     base, dict);
-	Py_DECREF(dict);
-	return type;
-}
-
-/* The ArchiveSourcelessLoader class, made when a sourceless module is
- * first served: they are rare, and making a class costs each process
- * about 40 us at start. */
-static PyObject *pyc_loader_type(void)
-{
-	if (g.archive_pyc_loader || !g.module)
-		return g.archive_pyc_loader;
-	g.archive_pyc_loader = make_loader_type(
-		g.module, "ArchiveSourcelessLoader", g.pyc_loader,
-		"A SourcelessFileLoader whose code objects come from a pycds "
-		"archive.");
-	/* Reachable by name, like any class (pickle, introspection). */
-	if (g.archive_pyc_loader &&
-	    PyObject_SetAttrString(g.module, "ArchiveSourcelessLoader",
-				   g.archive_pyc_loader))
-		Py_CLEAR(g.archive_pyc_loader);
-	return g.archive_pyc_loader;
-}
-
-/* ---- the finder ---- */
-
-typedef struct {
-	PyObject_HEAD
-} FinderObject;
-
-static PyObject *finder_find_spec(PyObject *self, PyObject *const *args,
-				  Py_ssize_t nargs)
-{
-	const struct pycds_module *m;
-	PyObject *name, *spec, *origin, *loader;
-	long idx;
-
-	(void)self;
-	if (nargs < 1 || nargs > 3 || !PyUnicode_Check(args[0])) {
-		PyErr_SetString(PyExc_TypeError,
-				"find_spec(fullname, path=None, target=None)");
-		return NULL;
-	}
-	name = args[0];
-	if (!g.enabled || g.damaged)
-		Py_RETURN_NONE;
-	idx = lookup_str(name);
-	if (idx < 0) {
-		g.misses++;
-		STAP_PROBE1(pycds, module__missed, probe_name(name));
-		Py_RETURN_NONE;
-	}
-	m = pycds_module_get(&g.ar, (uint32_t)idx);
-
-	/* Ask the path finder where the module lives: the archive serves it
-	 * only for the same file. */
-	spec = PyObject_Vectorcall(g.find_spec, args, nargs, NULL);
-	if (!spec || spec == Py_None)
-		return spec;
-	loader = PyObject_GetAttrString(spec, "loader");
-	origin = PyObject_GetAttrString(spec, "origin");
-	if (!loader || !origin) {
-		Py_XDECREF(loader);
-		Py_XDECREF(origin);
-		Py_DECREF(spec);
-		return NULL;
-	}
-	if ((((PyObject *)Py_TYPE(loader) == g.source_loader &&
-	      !(m->flags & PYCDS_MOD_SOURCELESS)) ||
-	     ((PyObject *)Py_TYPE(loader) == g.pyc_loader &&
-	      (m->flags & PYCDS_MOD_SOURCELESS))) &&
-	    origin_equal(m, origin)) {
-		PyObject *type = m->flags & PYCDS_MOD_SOURCELESS
-					 ? pyc_loader_type()
-					 : g.archive_loader;
-		PyObject *ours = type ? PyObject_CallFunctionObjArgs(
-						type, name, origin, NULL)
-				      : NULL;
-
-		if (!type) {
-			/* Served the normal way. */
-			PyErr_Clear();
-			g.misses++;
-		} else if (!ours ||
-			   PyObject_SetAttrString(spec, "loader", ours)) {
-			Py_CLEAR(spec);
+		if (n + 1 > sizeof(small) / sizeof(small[0])) {
+			argv = PyMem_Malloc((n + 1) * sizeof(*argv));
+			if (!argv)
+				return PyErr_NoMemory();
 		}
-		Py_XDECREF(ours);
-	} else {
-		g.misses++;
+		argv[0] = self;
+		memcpy(argv + 1, args, n * sizeof(*argv));
+		ret = PyObject_Vectorcall(base, argv, (size_t)nargs + 1,
+					  kwnames);
+		if (argv != small)
+			PyMem_Free(argv);
+		return ret;
 	}
-	Py_DECREF(loader);
-	Py_DECREF(origin);
-	return spec;
 }
 
-static PyObject *finder_invalidate_caches(PyObject *self, PyObject *noargs)
+static PyObject *source_get_code(PyObject *self, PyObject *const *args,
+				 Py_ssize_t nargs, PyObject *kwnames)
 {
-	(void)self;
-	(void)noargs;
-	Py_RETURN_NONE;
+	return archive_get_code(self, args, nargs, kwnames, 0);
 }
 
-static PyObject *finder_repr(PyObject *self)
+static PyObject *pyc_get_code(PyObject *self, PyObject *const *args,
+			      Py_ssize_t nargs, PyObject *kwnames)
 {
-	(void)self;
-	return PyUnicode_FromFormat("<pycds archive finder %s>",
-				    g.path ? g.path : "(none)");
+	return archive_get_code(self, args, nargs, kwnames, 1);
 }
 
-static PyMethodDef finder_methods[] = {
-	{ "find_spec", (PyCFunction)(void (*)(void))finder_find_spec,
-	  METH_FASTCALL, "Find a module the archive can serve." },
-	{ "invalidate_caches", finder_invalidate_caches, METH_NOARGS,
-	  "Nothing to invalidate: the archive is immutable." },
-	{ NULL, NULL, 0, NULL },
+static PyMethodDef source_get_code_def = {
+	"get_code", (PyCFunction)(void (*)(void))source_get_code,
+	METH_FASTCALL | METH_KEYWORDS,
+	"Return the code object for the module: from the pycds archive when "
+	"it holds this file unchanged, else compiled or read from its .pyc.",
 };
 
-static PyTypeObject FinderType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "_pycds.ArchiveFinder",
-	.tp_basicsize = sizeof(FinderObject),
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Meta-path finder serving modules from a pycds archive.",
-	.tp_methods = finder_methods,
-	.tp_repr = finder_repr,
-	.tp_new = PyType_GenericNew,
+static PyMethodDef pyc_get_code_def = {
+	"get_code", (PyCFunction)(void (*)(void))pyc_get_code,
+	METH_FASTCALL | METH_KEYWORDS,
+	"Return the code object for the module: from the pycds archive when "
+	"it holds this .pyc unchanged, else read from the file.",
 };
+
+/* Answer get_code on the stock loader classes, once per process.  The
+ * stock methods were looked up before (import_machinery). */
+static int install_get_code(void)
+{
+	static int installed;
+	PyObject *d;
+	int ret;
+
+	if (installed)
+		return 0;
+	d = PyDescr_NewMethod((PyTypeObject *)g.source_loader,
+			      &source_get_code_def);
+	if (!d)
+		return -1;
+	ret = PyObject_SetAttrString(g.source_loader, "get_code", d);
+	Py_DECREF(d);
+	if (ret)
+		return -1;
+	d = PyDescr_NewMethod((PyTypeObject *)g.pyc_loader, &pyc_get_code_def);
+	if (!d)
+		return -1;
+	ret = PyObject_SetAttrString(g.pyc_loader, "get_code", d);
+	Py_DECREF(d);
+	if (ret)
+		return -1;
+	installed = 1;
+	return 0;
+}
 
 /* ---- enable ---- */
 
@@ -1124,53 +1078,22 @@ static PyObject *bootstrap_attr(const char *name)
 	return PyObject_GetAttrString(ext, name);
 }
 
-static int install_finder(void)
-{
-	PyObject *meta_path = PySys_GetObject("meta_path");	/* borrowed */
-	PyObject *path_finder = bootstrap_attr("PathFinder");
-	Py_ssize_t i, n, at = 0;
-	int ret;
-
-	if (!path_finder)
-		return -1;
-	if (!meta_path || !PyList_Check(meta_path)) {
-		Py_DECREF(path_finder);
-		PyErr_SetString(PyExc_RuntimeError, "sys.meta_path is not a list");
-		return -1;
-	}
-	/* Just before the path finder, so builtin and frozen modules and
-	 * any finder installed ahead of it keep their precedence. */
-	n = PyList_GET_SIZE(meta_path);
-	at = n;
-	for (i = 0; i < n; i++)
-		if (PyList_GET_ITEM(meta_path, i) == path_finder) {
-			at = i;
-			break;
-		}
-	Py_DECREF(path_finder);
-	g.finder = PyType_GenericNew(&FinderType, NULL, NULL);
-	if (!g.finder)
-		return -1;
-	ret = PyList_Insert(meta_path, at, g.finder);
-	return ret;
-}
-
 static int import_machinery(void)
 {
-	PyObject *path_finder = bootstrap_attr("PathFinder");
-
-	if (!path_finder)
-		return -1;
-	g.find_spec = PyObject_GetAttrString(path_finder, "find_spec");
-	Py_DECREF(path_finder);
+	/* The stock methods, looked up once, before ours replace them. */
+	if (g.base_get_code)
+		return 0;
 	g.source_loader = bootstrap_attr("SourceFileLoader");
-	if (!g.find_spec || !g.source_loader)
-		return -1;
-	g.base_get_code = PyObject_GetAttrString(g.source_loader, "get_code");
 	g.pyc_loader = bootstrap_attr("SourcelessFileLoader");
-	g.pyc_get_code = g.pyc_loader ? PyObject_GetAttrString(g.pyc_loader,
-							       "get_code")
-				      : NULL;
+	if (!g.source_loader || !g.pyc_loader)
+		return -1;
+	if (!PyType_Check(g.source_loader) || !PyType_Check(g.pyc_loader)) {
+		PyErr_SetString(PyExc_ImportError,
+				"importlib's file loaders are not classes");
+		return -1;
+	}
+	g.pyc_get_code = PyObject_GetAttrString(g.pyc_loader, "get_code");
+	g.base_get_code = PyObject_GetAttrString(g.source_loader, "get_code");
 	return g.base_get_code && g.pyc_get_code ? 0 : -1;
 }
 
@@ -1199,7 +1122,9 @@ static void exit_summary(void)
  * whose pages may have been evicted.  "uring" hands POSIX_FADV_WILLNEED to
  * io_uring, which runs it in a kernel worker while start-up goes on;
  * "sync" calls posix_fadvise(), which queues the reads itself before
- * returning; "auto" is uring on a disk, none on a tmpfs.  The default is
+ * returning; "auto" is uring on a disk, none on a tmpfs.  Either way the
+ * read-ahead overlaps the archive's checks, and the ring is gone before
+ * the program runs (it holds a descriptor).  The default is
  * none: measured cold starts from ext4 gained nothing from either, and
  * setting up a ring cost python -c pass about 0.5 ms.
  */
@@ -1366,6 +1291,7 @@ static int enable_path(PyObject *module, const char *path)
 {
 	char err[PYCDS_ERR_LEN];
 	struct stat st;
+	int fd = -1;
 
 	free(g.path);
 	g.path = strdup(path);
@@ -1377,8 +1303,7 @@ static int enable_path(PyObject *module, const char *path)
 		set_error(path, "cannot find the interpreter image");
 		return 0;
 	}
-	g.fd = -1;
-	g.map = archive_map(path, 1, PROT_READ | PROT_WRITE, &g.ar, &g.fd, &st,
+	g.map = archive_map(path, 1, PROT_READ | PROT_WRITE, &g.ar, &fd, &st,
 			    err, sizeof(err));
 	if (!g.map) {
 		set_error(path, err);
@@ -1389,7 +1314,10 @@ static int enable_path(PyObject *module, const char *path)
 	g.ino = st.st_ino;
 	g.prefault = prefault_policy();
 	g.thp = -1;
-	prefetch_start(g.fd, g.map_size);
+	prefetch_start(fd, g.map_size);
+	/* The process keeps no descriptor of ours: descriptor numbers, and
+	 * what a program that lists its descriptors sees, are stock's. */
+	close(fd);
 	if (archive_check(&g.ar, &g.image, err, sizeof(err)) ||
 	    hash_seed_check(err, sizeof(err)))
 		goto reject;
@@ -1407,19 +1335,15 @@ static int enable_path(PyObject *module, const char *path)
 
 		g.ctx.static_seen = seen;
 	}
+	g.served_bits = calloc(g.ar.hdr->nr_modules / 8 + 1, 1);
+	if (!g.served_bits) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto reject;
+	}
 	if (import_machinery())
 		return -1;
-	g.archive_loader = make_loader_type(
-		module, "ArchiveLoader", g.source_loader,
-		"A SourceFileLoader whose code objects come from a pycds "
-		"archive.");
-	if (!g.archive_loader)
-		return -1;
-	/* Reachable by name, like any class (pickle, introspection). */
-	if (PyObject_SetAttrString(module, "ArchiveLoader", g.archive_loader))
-		return -1;
 	Py_XSETREF(g.module, Py_NewRef(module));
-	if (install_finder())
+	if (install_get_code())
 		return -1;
 	g.enabled = 1;
 	Py_CLEAR(g.error);
@@ -1449,8 +1373,6 @@ reject:
 	prefetch_end();
 	munmap(g.map, g.map_size);
 	g.map = NULL;
-	close(g.fd);
-	g.fd = -1;
 	memset(&g.ar, 0, sizeof(g.ar));
 	set_error(path, err);
 	return 0;
@@ -1481,7 +1403,7 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 	(void)self;
 	(void)noargs;
 	return Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s}", "archive",
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s,s:N}", "archive",
 		g.path, "base",
 		g.enabled ? PyLong_FromVoidPtr(g.map) : Py_NewRef(Py_None),
 		"preferred_base",
@@ -1501,7 +1423,10 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		g.huge_chunks, "prefetch",
 		g.prefetch == PREFETCH_URING  ? "uring"
 		: g.prefetch == PREFETCH_SYNC ? "sync"
-					      : "none");
+					      : "none",
+		"served",
+		g.served ? PyList_GetSlice(g.served, 0, PY_SSIZE_T_MAX)
+			 : PyList_New(0));
 }
 
 /* ---- verify: every module, in-process, against this interpreter ---- */
@@ -1698,17 +1623,13 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	/* The layout run: what this process did with the first archive. */
 	if (record && *record && g.enabled && pycds_record_layout_at_exit() < 0)
 		PyErr_Clear();
+	/* Before the program runs: the prefetch ring's descriptor goes. */
+	prefetch_end();
 	Py_RETURN_NONE;
 }
 
 int pycds_runtime_init(PyObject *module)
 {
-	if (PyType_Ready(&FinderType))
-		return -1;
-	Py_INCREF(&FinderType);
-	if (PyModule_AddObject(module, "ArchiveFinder", (PyObject *)&FinderType)) {
-		Py_DECREF(&FinderType);
-		return -1;
-	}
+	(void)module;
 	return 0;
 }

@@ -567,12 +567,26 @@ static unsigned int place(struct writer *w, PyObject *o, unsigned int region)
 	return PyCode_Check(o) ? PYCDS_REGION_CODE : PYCDS_REGION_DATA;
 }
 
+/* Whether the interpreter makes @o's wchar_t view its own data (3.11, a
+ * 4-byte string where wchar_t holds a code point): PyUnicode_New sets
+ * wstr and wstr_length so, and C code reading them expects it. */
+static int str_shares_wstr(PyObject *o)
+{
+#if PY_VERSION_HEX < 0x030C0000
+	return PyUnicode_KIND(o) == PyUnicode_4BYTE_KIND &&
+	       sizeof(wchar_t) == 4;
+#else
+	(void)o;
+	return 0;
+#endif
+}
+
 static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 		    long *off)
 {
 	Py_ssize_t len = PyUnicode_GET_LENGTH(o);
 	int kind = PyUnicode_KIND(o);
-	size_t hdr, size;
+	size_t hdr, size, copy;
 	PyASCIIObject *a;
 	Py_hash_t hash;
 
@@ -581,8 +595,14 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 	hdr = PyUnicode_IS_ASCII(o) ? sizeof(PyASCIIObject)
 				    : sizeof(PyCompactUnicodeObject);
 	size = hdr + (size_t)(len + 1) * kind;
+	copy = size;
+	/* 3.11 shares a 4-byte string's data as its wchar_t view (wstr), so
+	 * wstr points into the object itself; a pointer's target must leave
+	 * room for an object header before the module ends. */
+	if (str_shares_wstr(o) && size < hdr + 16)
+		size = hdr + 16;
 	*off = new_object(w, region, size, 0, &PyUnicode_Type,
-			  PYCDS_IMG_TYPE_STR, size, o);
+			  PYCDS_IMG_TYPE_STR, copy, o);
 	if (*off < 0)
 		return -1;
 	if (stored_hash(w, o, &hash))
@@ -608,6 +628,18 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 		c->utf8_length = 0;
 #if PY_VERSION_HEX < 0x030C0000
 		c->wstr_length = 0;
+		if (str_shares_wstr(o)) {
+			struct ref r = { .region = (uint8_t)region,
+					 .off = (uint32_t)(*off + hdr) };
+
+			/* Pool entries get theirs when they are resolved:
+			 * they carry no relocations. */
+			if (region == PYCDS_REGION_NAMES)
+				return 0;
+			c->wstr_length = len;
+			return put_ref(w, region,
+				       *off + offsetof(PyASCIIObject, wstr), &r);
+		}
 #endif
 	}
 	return 0;

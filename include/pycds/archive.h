@@ -160,8 +160,15 @@ struct pycds_name {
 
 /* Offset of a frozenset's table pointer in the object (PySetObject on
  * 64-bit CPython 3.11-3.13): the only archived pointer that may point
- * inside an object.  The layout hash in the header pins it. */
+ * inside an object but a 3.11 str's wchar_t view (below).  The layout
+ * hash in the header pins it. */
 #define PYCDS_SET_TABLE_OFF 40
+
+/* 3.11 only (hexversion below 0x030c0000): a 4-byte str's wchar_t view
+ * (PyASCIIObject.wstr) points to its own data, which follows the
+ * PyCompactUnicodeObject header.  The one other pointer inside an object. */
+#define PYCDS_STR311_WSTR_OFF 40
+#define PYCDS_STR311_COMPACT_SIZE 72
 
 /* What an interpreter-image slot must point to. */
 enum pycds_image_kind {
