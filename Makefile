@@ -45,16 +45,22 @@ CPPFLAGS += -Iinclude
 XXHASH_LIBS :=
 # On x86-64 a second build of XXH3 with the AVX2 kernel, chosen at run time.
 ifeq ($(shell uname -m),x86_64)
-XXH_SRCS := userspace/xxh_avx2.c
+XXH_SRCS := userspace/lib/xxh_avx2.c
 CPPFLAGS += -DPYCDS_XXH_AVX2
 endif
-READER_OBJS := $(BUILD)/obj/userspace/archive.o \
-	       $(XXH_SRCS:%.c=$(BUILD)/obj/%.o)
+# libpycds.a: the archive format in plain C (no Python.h), linked into the
+# extension, the loader, the tools and the tests.  Position-independent
+# and hidden, so the same objects serve the shared extension.
+LIB_SRCS := userspace/lib/header.c userspace/lib/module.c \
+	    userspace/lib/file.c userspace/lib/sum.c $(XXH_SRCS)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/lib/%.o)
+LIB := $(BUILD)/libpycds.a
+READER_OBJS := $(LIB)
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
-EXT_SRCS := userspace/archive.c userspace/interp.c userspace/writer.c \
+EXT_SRCS := userspace/interp.c userspace/writer.c \
 	    userspace/record.c \
-	    userspace/runtime.c userspace/module.c $(XXH_SRCS)
+	    userspace/runtime.c userspace/module.c
 EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 
 TOOL := $(BUILD)/pycds
@@ -99,11 +105,20 @@ $(BUILD)/ext/%.o: %.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) -I$(PY_INCLUDE) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(EXT): $(EXT_OBJS)
+$(EXT): $(EXT_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) $(URING_STATIC) -o $@
 
-$(BUILD)/obj/userspace/xxh_avx2.o $(BUILD)/ext/userspace/xxh_avx2.o: CFLAGS += -mavx2
+$(BUILD)/lib/userspace/lib/xxh_avx2.o: CFLAGS += -mavx2
+
+$(BUILD)/lib/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -194,7 +209,7 @@ FUZZ := $(BUILD)/archive_fuzz
 FUZZ_TIME ?= 1800
 FUZZ_CORPUS := $(BUILD)/fuzz-corpus
 
-$(FUZZ): tests/fuzz/archive_fuzz.c userspace/archive.c include/pycds/reader.h include/pycds/archive.h
+$(FUZZ): tests/fuzz/archive_fuzz.c $(LIB_SRCS) include/pycds/reader.h include/pycds/archive.h include/pycds/sum.h
 	@mkdir -p $(BUILD)
 	@echo "  FUZZ    $@"
 	$(Q)clang -g -O1 -fsanitize=fuzzer,address,undefined \

@@ -147,23 +147,9 @@ static int verify_map(const uint8_t *p, uint64_t size, char *err,
 		      size_t errlen)
 {
 	struct pycds_archive ar = { .base = p, .size = size };
-	uint32_t i;
-	int ret;
 
 	ar.hdr = (const struct pycds_header *)p;
-	ret = pycds_header_check(p, size, err, errlen);
-	if (!ret)
-		ret = pycds_meta_check(&ar, err, errlen);
-	if (!ret)
-		ret = pycds_padding_check(&ar, -1, err, errlen);
-	for (i = 0; !ret && i < ar.hdr->nr_modules; i++) {
-		ret = pycds_module_check(&ar, i, NULL, err, errlen);
-		if (!ret)
-			ret = pycds_module_check_deep(&ar, i, err, errlen);
-	}
-	for (i = 0; !ret && i < ar.hdr->nr_names; i++)
-		ret = pycds_name_check(&ar, i, NULL, err, errlen);
-	return ret;
+	return pycds_verify_all(&ar, -1, NULL, err, errlen);
 }
 
 int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen)

@@ -105,7 +105,9 @@ def summary_of(stdout):
 
 
 def suite_argv(python, tests, xml, jobs, extra=()):
-    argv = [python, "-c", RUNNER, "--junit-xml", xml, *extra]
+    # A test that hangs is killed after 20 minutes, not the whole run.
+    argv = [python, "-c", RUNNER, "--junit-xml", xml, "--timeout", "1200",
+            *extra]
     if jobs > 1:
         argv += ["-j", str(jobs)]
     return argv + list(tests)
@@ -115,7 +117,7 @@ def run_suite(label, argv, log, **e):
     print(f"conformance: {label} run ...", flush=True)
     t0 = time.monotonic()
     p = subprocess.run(argv, env=env(**e), capture_output=True, text=True,
-                       errors="backslashreplace")
+                       errors="backslashreplace", stdin=subprocess.DEVNULL)
     took = time.monotonic() - t0
     with open(log, "w") as f:
         f.write(p.stdout)

@@ -419,9 +419,9 @@ static int cmd_build(int argc, char **argv)
 		char *end;
 		unsigned long long b = strtoull(base, &end, 0);
 
-		if (*end || !b || b % PYCDS_PAGE_SIZE) {
+		if (*end || !b || b % PYCDS_PAGE_SIZE || b >= PYCDS_BASE_LIMIT) {
 			fprintf(stderr,
-				"pycds build: --base must be a page-aligned address\n");
+				"pycds build: --base must be a page-aligned address below 0x800000000000\n");
 			return 2;
 		}
 	}
@@ -592,36 +592,17 @@ static int map_file(const char *path, struct pycds_archive *ar)
 static int check_structure(const char *path, struct pycds_archive *ar)
 {
 	char err[PYCDS_ERR_LEN];
-	uint32_t i;
 	int fd, bad;
 
-	if (pycds_header_check(ar->base, ar->size, err, sizeof(err)) ||
-	    pycds_meta_check(ar, err, sizeof(err))) {
-		fprintf(stderr, "pycds: %s: %s\n", path, err);
-		return -1;
-	}
 	/* The descriptor lets the check skip holes unread (a published
 	 * archive's padding on a tmpfs, which reading would fill). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	bad = pycds_padding_check(ar, fd, err, sizeof(err));
+	bad = pycds_verify_all(ar, fd, NULL, err, sizeof(err));
 	if (fd >= 0)
 		close(fd);
 	if (bad) {
 		fprintf(stderr, "pycds: %s: %s\n", path, err);
 		return -1;
-	}
-	for (i = 0; i < ar->hdr->nr_modules; i++) {
-		if (pycds_module_check(ar, i, NULL, err, sizeof(err)) ||
-		    pycds_module_check_deep(ar, i, err, sizeof(err))) {
-			fprintf(stderr, "pycds: %s: %s\n", path, err);
-			return -1;
-		}
-	}
-	for (i = 0; i < ar->hdr->nr_names; i++) {
-		if (pycds_name_check(ar, i, NULL, err, sizeof(err))) {
-			fprintf(stderr, "pycds: %s: %s\n", path, err);
-			return -1;
-		}
 	}
 	return 0;
 }

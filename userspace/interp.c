@@ -18,12 +18,6 @@
 
 _Static_assert(offsetof(PySetObject, table) == PYCDS_SET_TABLE_OFF,
 	       "frozenset table offset");
-#if PY_VERSION_HEX < 0x030C0000
-_Static_assert(offsetof(PyASCIIObject, wstr) == PYCDS_STR311_WSTR_OFF,
-	       "str wstr offset");
-_Static_assert(sizeof(PyCompactUnicodeObject) == PYCDS_STR311_COMPACT_SIZE,
-	       "compact str size");
-#endif
 
 struct find_ctx {
 	uintptr_t anchor;
@@ -152,7 +146,7 @@ static uint64_t layout_hash(void)
 		offsetof(PyCodeObject, co_extra),
 		offsetof(PyCodeObject, co_code_adaptive),
 		PYCDS_GC_HEAD_SIZE,
-		PY_VERSION_HEX,
+		PYCDS_BUILT_FOR_HEX,
 	};
 
 	return XXH3_64bits(facts, sizeof(facts));
@@ -343,7 +337,7 @@ int pycds_interp_compatible(void)
 		{ &PySet_Type, sizeof(PySetObject), 0 },
 		{ &PyFrozenSet_Type, sizeof(PySetObject), 0 },
 	};
-	unsigned long run = Py_Version, built = PY_VERSION_HEX;
+	unsigned long run = Py_Version, built = PYCDS_BUILT_FOR_HEX;
 	char have[32], want[32];
 	size_t i;
 
@@ -382,9 +376,7 @@ int pycds_code_ran(const PyCodeObject *live, const PyCodeObject *pristine)
 {
 	size_t n = (size_t)Py_SIZE(live) * 2;	/* 16-bit code units */
 
-#if PY_VERSION_HEX < 0x030C0000
-	if (live->co_warmup != pristine->co_warmup)
+	if (pycds_code_counters_ran(live, pristine))
 		return 1;
-#endif
 	return memcmp(live->co_code_adaptive, pristine->co_code_adaptive, n) != 0;
 }

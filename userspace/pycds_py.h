@@ -9,52 +9,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#error "pycds supports CPython 3.11, 3.12 and 3.13"
-#endif
-
 #include "pycds/archive.h"
 #include "pycds/reader.h"
+#include "compat/compat.h"
 
 /* Size of the GC header in front of tuples and frozensets (3.11-3.13). */
 #define PYCDS_GC_HEAD_SIZE 16
 
-/*
- * Refcount given to archived objects.  3.12 and later: the interpreter's
- * immortal value, so Py_INCREF/Py_DECREF never write them.  Before: far
- * from zero, so no decref ever frees them.
- */
-#if PY_VERSION_HEX >= 0x030C0000
-#define PYCDS_REFCNT ((Py_ssize_t)_Py_IMMORTAL_REFCNT)
-#else
-#define PYCDS_REFCNT ((Py_ssize_t)1 << 60)
-#endif
-
-/* Before 3.12 (no immortal objects) the interpreter writes the refcount
- * of every object it touches. */
-#define PYCDS_WRITES_EVERY_TOUCHED_OBJECT (PY_VERSION_HEX < 0x030C0000)
-
-/*
- * 3.11 writes the refcount of every object it touches.  There the runtime
- * runs a heap copy of each module body and class body (code that runs
- * once, at import, and that a process without an archive frees after),
- * so the archived ones stay unwritten; the build lays them out with what
- * processes do not write.
- */
-#define PYCDS_RUNS_BODY_COPIES (PY_VERSION_HEX < 0x030C0000)
-
 /* A module or class body: code that is not a function's. */
 #define PYCDS_IS_BODY(co) (!(((PyCodeObject *)(co))->co_flags & CO_OPTIMIZED))
-
-/* Where an int's digits start, and how many it has. */
-#if PY_VERSION_HEX >= 0x030C0000
-#define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, long_value.ob_digit)
-#define PYCDS_LONG_NDIGITS(o) \
-	((Py_ssize_t)(((PyLongObject *)(o))->long_value.lv_tag >> 3))
-#else
-#define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, ob_digit)
-#define PYCDS_LONG_NDIGITS(o) (Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o))
-#endif
 
 /* The interpreter image: the ELF object that holds the types. */
 struct pycds_image {

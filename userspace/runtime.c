@@ -214,7 +214,7 @@ static void *archive_map(const char *path, int fixed, int prot,
 	want = (void *)(uintptr_t)hdr.preferred_base;
 	if (fixed && hdr.preferred_base &&
 	    hdr.preferred_base % PYCDS_PAGE_SIZE == 0 &&
-	    hdr.preferred_base < (1ULL << 47)) {
+	    hdr.preferred_base < PYCDS_BASE_LIMIT) {
 		p = mmap(want, st.st_size, prot, MAP_PRIVATE | MAP_FIXED_NOREPLACE,
 			 fd, 0);
 		if (p != MAP_FAILED && p != want) {
@@ -479,10 +479,7 @@ static int name_sane(uint32_t idx, PyObject *o)
 	unsigned int kind = a->state.kind;
 
 	if (Py_TYPE(o) != &PyUnicode_Type || !a->state.compact ||
-#if PY_VERSION_HEX < 0x030C0000
-	    !a->state.ready ||
-#endif
-	    a->state.interned ||
+	    !pycds_str_ready(a) || a->state.interned ||
 	    (a->hash != -1 &&
 	     !(g.ar.hdr->hash_flags & PYCDS_HASHES_STORED)) ||
 	    (kind != 1 && kind != 2 && kind != 4) ||
@@ -595,15 +592,9 @@ static PyObject *name_resolve(uint32_t idx, char *err, size_t errlen)
 			 idx);
 		return NULL;
 	}
-#if PY_VERSION_HEX < 0x030C0000
 	/* 3.11: a 4-byte string's wchar_t view is its own data, as the
 	 * interpreter makes it (the pool holds no pointers to relocate). */
-	if (PyUnicode_KIND(o) == PyUnicode_4BYTE_KIND && sizeof(wchar_t) == 4) {
-		((PyASCIIObject *)o)->wstr = (wchar_t *)PyUnicode_DATA(o);
-		((PyCompactUnicodeObject *)o)->wstr_length =
-			PyUnicode_GET_LENGTH(o);
-	}
-#endif
+	pycds_str_share_wstr(o);
 	/* The first to intern a string makes it canonical; a string some
 	 * earlier code interned stays canonical and the archive uses it. */
 	t = o;
@@ -870,9 +861,8 @@ static PyObject *body_copy(PyCodeObject *co, unsigned int depth)
 	c->co_consts = c->co_names = c->co_exceptiontable = NULL;
 	c->co_localsplusnames = c->co_localspluskinds = NULL;
 	c->co_filename = c->co_name = c->co_qualname = NULL;
-	c->co_linetable = c->co_weakreflist = c->_co_code = NULL;
-	c->_co_linearray = NULL;
-	c->_co_linearray_entry_size = 0;
+	c->co_linetable = c->co_weakreflist = NULL;
+	pycds_code_reset(c);
 	c->co_extra = NULL;
 	c->co_consts = tuple_copy(co->co_consts, 1, depth);
 	c->co_names = tuple_copy(co->co_names, 0, depth);
@@ -1440,7 +1430,6 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 	PyObject *bytes;
 	struct stat st;
 	void *map;
-	uint32_t i;
 	int bad = 0, fd = -1;
 
 	(void)self;
@@ -1459,19 +1448,12 @@ PyObject *pycds_verify(PyObject *self, PyObject *arg)
 		goto out;
 	/* Mapped read-only elsewhere: checks read slots, never write.  The
 	 * descriptor lets the padding check skip holes unread. */
-	bad = archive_check(&ar, &img, err, sizeof(err)) ||
-	      pycds_padding_check(&ar, fd, err, sizeof(err));
-	close(fd);
-	if (bad) {
-		bad = 1;
-	} else {
+	bad = archive_check(&ar, &img, err, sizeof(err)) != 0;
+	if (!bad) {
 		pycds_image_ctx_fill(&ctx, &img);
-		for (i = 0; i < ar.hdr->nr_modules && !bad; i++)
-			bad = pycds_module_check(&ar, i, &ctx, err, sizeof(err)) ||
-			      pycds_module_check_deep(&ar, i, err, sizeof(err));
-		for (i = 0; i < ar.hdr->nr_names && !bad; i++)
-			bad = pycds_name_check(&ar, i, &ctx, err, sizeof(err)) != 0;
+		bad = pycds_verify_all(&ar, fd, &ctx, err, sizeof(err)) != 0;
 	}
+	close(fd);
 	munmap(map, ar.size);
 	if (!bad)
 		Py_RETURN_NONE;

@@ -18,12 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* libxxhash's header-only build: no extra shared object to load at
- * interpreter start-up. */
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "pycds_py.h"
+#include "pycds/sum.h"
 
 struct wbuf {
 	uint8_t *p;
@@ -567,20 +563,6 @@ static unsigned int place(struct writer *w, PyObject *o, unsigned int region)
 	return PyCode_Check(o) ? PYCDS_REGION_CODE : PYCDS_REGION_DATA;
 }
 
-/* Whether the interpreter makes @o's wchar_t view its own data (3.11, a
- * 4-byte string where wchar_t holds a code point): PyUnicode_New sets
- * wstr and wstr_length so, and C code reading them expects it. */
-static int str_shares_wstr(PyObject *o)
-{
-#if PY_VERSION_HEX < 0x030C0000
-	return PyUnicode_KIND(o) == PyUnicode_4BYTE_KIND &&
-	       sizeof(wchar_t) == 4;
-#else
-	(void)o;
-	return 0;
-#endif
-}
-
 static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 		    long *off)
 {
@@ -599,7 +581,7 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 	/* 3.11 shares a 4-byte string's data as its wchar_t view (wstr), so
 	 * wstr points into the object itself; a pointer's target must leave
 	 * room for an object header before the module ends. */
-	if (str_shares_wstr(o) && size < hdr + 16)
+	if (pycds_str_shares_wstr(o) && size < hdr + 16)
 		size = hdr + 16;
 	*off = new_object(w, region, size, 0, &PyUnicode_Type,
 			  PYCDS_IMG_TYPE_STR, copy, o);
@@ -617,30 +599,22 @@ static int emit_str(struct writer *w, PyObject *o, unsigned int region,
 	a->state.compact = 1;
 	a->state.ascii = PyUnicode_IS_ASCII(o);
 	a->state.interned = SSTATE_NOT_INTERNED;
-#if PY_VERSION_HEX < 0x030C0000
-	a->state.ready = 1;
-	a->wstr = NULL;
-#endif
+	pycds_str_reset(a);
 	if (!PyUnicode_IS_ASCII(o)) {
 		PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)a;
+		struct ref r = { .region = (uint8_t)region,
+				 .off = (uint32_t)(*off + hdr) };
+		long field;
 
 		c->utf8 = NULL;
 		c->utf8_length = 0;
-#if PY_VERSION_HEX < 0x030C0000
-		c->wstr_length = 0;
-		if (str_shares_wstr(o)) {
-			struct ref r = { .region = (uint8_t)region,
-					 .off = (uint32_t)(*off + hdr) };
-
-			/* Pool entries get theirs when they are resolved:
-			 * they carry no relocations. */
-			if (region == PYCDS_REGION_NAMES)
-				return 0;
-			c->wstr_length = len;
-			return put_ref(w, region,
-				       *off + offsetof(PyASCIIObject, wstr), &r);
-		}
-#endif
+		/* Pool entries get their wchar_t view when they are resolved:
+		 * they carry no relocations. */
+		if (!pycds_str_shares_wstr(o) || region == PYCDS_REGION_NAMES)
+			return 0;
+		field = pycds_str_archive_wstr(c, len);
+		if (field >= 0)
+			return put_ref(w, region, *off + field, &r);
 	}
 	return 0;
 }
@@ -772,23 +746,7 @@ static int emit_code(struct writer *w, PyObject *o, unsigned int in,
 	d->co_linetable = NULL;
 	d->co_weakreflist = NULL;
 	d->co_extra = NULL;
-#if PY_VERSION_HEX >= 0x030C0000
-	/* Caches and monitoring state are per process; a version of 0 makes
-	 * the interpreter assign a fresh one on first use (3.12) or leave
-	 * archived functions unspecialized by version (3.13): never a
-	 * duplicate of another code object's version. */
-	d->_co_cached = NULL;
-	d->_co_monitoring = NULL;
-	d->_co_instrumentation_version = 0;
-	d->co_version = 0;
-#if PY_VERSION_HEX >= 0x030D0000
-	d->co_executors = NULL;
-#endif
-#else
-	d->_co_code = NULL;
-	d->_co_linearray = NULL;
-	d->_co_linearray_entry_size = 0;
-#endif
+	pycds_code_reset(d);
 	memset((char *)d + offsetof(PyCodeObject, _co_firsttraceable) +
 		       sizeof(int),
 	       0,
@@ -1125,26 +1083,6 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 			   PYCDS_PAGE_SIZE);
 }
 
-static uint64_t module_sum(const uint8_t *file, const struct layout *l,
-			   const struct pycds_module *m)
-{
-	XXH3_state_t st;
-	unsigned int r;
-
-	XXH3_64bits_reset(&st);
-	for (r = 0; r < PYCDS_NR_REGIONS; r++)
-		XXH3_64bits_update(&st, file + m->span_off[r], m->span_size[r]);
-	XXH3_64bits_update(&st, file + l->relocs_off + m->reloc_first * 4ULL,
-			   (size_t)m->reloc_count * 4);
-	XXH3_64bits_update(&st, file + l->images_off + m->image_first * 8ULL,
-			   (size_t)m->image_count * 8);
-	XXH3_64bits_update(&st, file + l->interns_off + m->intern_first * 8ULL,
-			   (size_t)m->intern_count * 8);
-	XXH3_64bits_update(&st, file + l->fsets_off + m->fset_first * 8ULL,
-			   (size_t)m->fset_count * 8);
-	return XXH3_64bits_digest(&st);
-}
-
 static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 			  const char *path, uint64_t base)
 {
@@ -1160,7 +1098,6 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	size_t i, j, nameoff = 0;
 	unsigned int r;
 	PyObject *result = NULL;
-	XXH3_state_t st;
 	int ret;
 
 	if (pycds_interp_fill(&id, &w->image))
@@ -1168,6 +1105,11 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	plan(w, mods, n, &l);
 	if (l.size > UINT32_MAX) {
 		PyErr_SetString(PyExc_OverflowError, "archive exceeds 4 GiB");
+		return NULL;
+	}
+	if (l.size > PYCDS_BASE_LIMIT - base) {
+		PyErr_SetString(PyExc_ValueError,
+				"the archive would not end below 2^47 at that base");
 		return NULL;
 	}
 	file = calloc(1, l.size);
@@ -1188,7 +1130,6 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		index[i].off = (uint32_t)(l.region_off[PYCDS_REGION_NAMES] +
 					  w->pool_off[i]);
 		index[i].size = w->pool_size[i];
-		index[i].hash = XXH3_64bits(file + index[i].off, index[i].size);
 	}
 
 	l.nr_relocs = l.nr_images = l.nr_interns = l.nr_fsets = 0;
@@ -1252,7 +1193,6 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		me[i].image_count = (uint32_t)l.nr_images - me[i].image_first;
 		me[i].intern_count = (uint32_t)l.nr_interns - me[i].intern_first;
 		me[i].fset_count = (uint32_t)l.nr_fsets - me[i].fset_first;
-		me[i].checksum = module_sum(file, &l, &me[i]);
 	}
 
 	memcpy(h->magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN);
@@ -1291,13 +1231,8 @@ static PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		h->hash_probe = (uint64_t)ph;
 	}
 
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, me, n * sizeof(*me));
-	XXH3_64bits_update(&st, buckets, (size_t)l.nr_buckets * 4);
-	XXH3_64bits_update(&st, names, l.names_size);
-	h->meta_checksum = XXH3_64bits_digest(&st);
-	h->header_checksum = 0;
-	h->header_checksum = XXH3_64bits(h, sizeof(*h));
+	/* Every checksum, as the reader defines them. */
+	pycds_seal(file, l.size);
 
 	ret = publish(path, file, l.size, l.gap_off, l.gap_size);
 	if (ret) {
@@ -1413,9 +1348,9 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 				"preinterned and ran must be sets");
 		goto out;
 	}
-	if (!base || base % PYCDS_PAGE_SIZE || base >= (1ULL << 46)) {
+	if (!base || base % PYCDS_PAGE_SIZE || base >= PYCDS_BASE_LIMIT) {
 		PyErr_SetString(PyExc_ValueError,
-				"base must be page-aligned and below 2^46");
+				"base must be page-aligned and below 2^47");
 		goto out;
 	}
 	if (pycds_image_find(&w.image)) {

@@ -29,6 +29,10 @@
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
 #define PYCDS_PAGE_SIZE		4096u
+
+/* An archive lies below this address, whole: the top of user space with
+ * 4-level page tables on x86-64, so any process can map it there. */
+#define PYCDS_BASE_LIMIT	(1ULL << 47)
 /* A huge page.  The read-only part of an archive (header, index, tables,
  * cold region) comes first, from offset 0, so the 2 MiB extents it fills
  * are PMD-mapped from a huge-page tmpfs in every process. */
@@ -56,7 +60,7 @@ struct pycds_span {
 /* Interpreter identity: an archive is only used by the build it was made
  * for. */
 struct pycds_interp {
-	uint32_t hexversion;	/* PY_VERSION_HEX */
+	uint32_t hexversion;	/* the interpreter's sys.hexversion */
 	uint32_t pyc_magic;	/* importlib MAGIC_NUMBER, little-endian */
 	char cache_tag[16];	/* "cpython-311", NUL-padded */
 	char abiflags[8];	/* sys.abiflags, NUL-padded */

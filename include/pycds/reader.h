@@ -105,6 +105,17 @@ int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,
 int pycds_padding_check(const struct pycds_archive *ar, int fd, char *err,
 			size_t errlen);
 
+/*
+ * Everything about the file that needs no interpreter, in order: header,
+ * index, padding (@fd as for pycds_padding_check), every module with its
+ * deep checks, every names pool entry; with @img, image slots against the
+ * running interpreter too.  What pycds verify, the loader and the
+ * runtime's verify() run.
+ */
+int pycds_verify_all(const struct pycds_archive *ar, int fd,
+		     const struct pycds_image_ctx *img, char *err,
+		     size_t errlen);
+
 /* The offset of the first non-zero byte of @base's [at, end), or @end. */
 uint64_t pycds_first_nonzero(const uint8_t *base, uint64_t at, uint64_t end);
 

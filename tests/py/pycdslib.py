@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 import taplib
-from taplib import at_end
+from taplib import at_end  # noqa: F401 (re-exported)
 
 PYCDS = os.environ.get("PYCDS")
 PYTHON = os.environ.get("PYCDS_PYTHON")

@@ -11,7 +11,11 @@ stock run of the same program:
   mapped (the listing of /proc/self/fd and the number open() returns);
 - loaders: a served module's loader is the path finder's own class, and
   its spec equals one made again for the same file (pydoc.importfile),
-  for modules and packages.
+  for modules and packages;
+- subinterpreters: one that refuses single-phase extension modules
+  (3.12's isolated default) and a legacy one import as stock, silently,
+  under pycds build and from the archive (pycds serves the main
+  interpreter only).
 
 Each program also prints what it can tell about being served; the
 archive run must print the same, and _pycds.stats()["served"] must name
@@ -86,7 +90,7 @@ A = 'plain'
 z\U00020000 = 1
 '''
 
-t = Tap(12)
+t = Tap(15)
 d = scratch()
 write_tree(d, {"main.py": MAIN, "wmod.py": MOD,
                "pkg/__init__.py": "X = 1\n",
@@ -136,3 +140,58 @@ t.ok(e and all(e[m][:3] == ["_frozen_importlib_external", "SourceFileLoader",
      all(v == [True] for k, v in e.items() if k.startswith("importfile")),
      "stock's loaders are SourceFileLoader and its specs compare equal "
      "(the checks mean something)", stock.stdout)
+
+# ---- subinterpreters run stock, silently ----
+SUB = r'''
+import importlib, sys
+res = {}
+try:
+    import _testcapi
+    res["legacy"] = _testcapi.run_in_subinterp(
+        "import json, textwrap; assert json.dumps([1]) == '[1]'")
+except ImportError as e:
+    res["legacy"] = "no _testcapi"
+for name in ("_interpreters", "_xxsubinterpreters"):
+    try:
+        m = importlib.import_module(name)
+    except ImportError:
+        continue
+    i = m.create()
+    try:
+        r = m.run_string(i, "import json, textwrap\n"
+                         "assert json.dumps([1]) == '[1]'\n")
+        res["isolated"] = repr(r)
+    except Exception as e:
+        res["isolated"] = type(e).__name__ + ": " + str(e)
+    m.destroy(i)
+    break
+else:
+    res["isolated"] = "none before 3.12"
+import json
+print(json.dumps(res, sort_keys=True))
+'''
+sub = os.path.join(d, "sub.py")
+with open(sub, "w") as f:
+    f.write(SUB)
+sstock = run([PYTHON, sub], cwd=d)
+sa = os.path.join(d, "sub.pycds")
+sb = build(sa, ["--", PYTHON, sub], cwd=d)
+t.ok(sstock.returncode == 0 and sstock.stderr == "" and
+     sb.stdout.startswith(sstock.stdout) and not pycds_lines(sb.stderr),
+     "subinterpreters under pycds build: stock output, no pycds line "
+     "(stock: " + sstock.stdout.strip() + ")",
+     describe(sstock) + "\n" + describe(sb))
+ss = run([PYTHON, "-c", "import runpy, sys, json; sys.argv = [sys.argv[1]]\n"
+          "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+          "import _pycds; print(json.dumps(sorted(_pycds.stats()['served'])),"
+          " file=sys.stderr)", sub], cwd=d, PYCDS_ARCHIVE=sa)
+try:
+    sserved = set(json.loads(ss.stderr.strip().splitlines()[-1]))
+except (ValueError, IndexError):
+    sserved = set()
+t.ok(ss.returncode == 0 and "json" in sserved and
+     len(ss.stderr.strip().splitlines()) == 1,
+     "with the archive the main interpreter is served (json) and nothing "
+     "else is on stderr", describe(ss))
+t.eq(ss.stdout, sstock.stdout, "and the subinterpreters' results are stock's",
+     diff(sstock.stdout, ss.stdout))

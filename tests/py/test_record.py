@@ -7,9 +7,12 @@ another user; and the archive built from that run serves the program.
 """
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 
-from pycdslib import (PYCDS, PYTHON, Tap, build, describe, diff, pycds_lines,
-                      require, run, scratch, write_tree)
+from pycdslib import (PYCDS, PYTHON, Tap, at_end, build, describe, diff,
+                      pycds_lines, require, run, scratch, write_tree)
 
 require()
 t = Tap(17)
@@ -138,19 +141,68 @@ t.eq(served.stdout, stock.stdout, "and its output is stock's")
 t.eq(served.returncode, 3, "and its exit status too")
 
 # ---- a child that runs as another user ----
-if os.geteuid() != 0:
+def nobody_runs(python):
+    """Why nobody cannot run @python, or None."""
+    try:
+        r = subprocess.run([python, "-c", "pass"], user="nobody",
+                           group="nogroup", capture_output=True, cwd="/",
+                           timeout=60)
+    except OSError as e:
+        return f"nobody cannot run {python}: {e}"
+    return None if r.returncode == 0 else \
+        f"nobody cannot run {python}: exit {r.returncode}"
+
+
+def python_for_nobody(top):
+    """(@PYTHON, None) when nobody can run it; else a venv in @top of its
+    base interpreter with pycds staged (the tree may be under a private
+    home); (None, why) when even the base interpreter is out of nobody's
+    reach (a pyenv under /root)."""
+    if os.geteuid() != 0:
+        return None, "needs root to run a child as nobody"
+    if not nobody_runs(PYTHON):
+        return PYTHON, None
+    q = run([PYTHON, "-c", "import _pycds, sys; "
+             "print(sys._base_executable); print(_pycds.__file__)"])
+    lines = q.stdout.split()
+    if q.returncode or len(lines) != 2:
+        return None, "cannot find the base interpreter: " + describe(q)
+    base, ext = lines
+    why = nobody_runs(base)
+    if why:
+        return None, why
+    venv = os.path.join(top, "venv")
+    v = run([base, "-m", "venv", "--without-pip", "--system-site-packages",
+             venv])
+    py = os.path.join(venv, "bin", "python")
+    site = run([py, "-c", "import sysconfig; "
+                "print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    if v.returncode or not site:
+        return None, "cannot make a venv anyone can run: " + describe(v)
+    for f in (ext, os.path.join(os.path.dirname(ext), "00-pycds.pth")):
+        shutil.copy(f, site)
+        os.chmod(os.path.join(site, os.path.basename(f)), 0o644)
+    return py, None
+
+
+# Where nobody can read: the archive (and a venv when needed).
+pub = tempfile.mkdtemp(prefix="pycds-test-nobody-")
+at_end(shutil.rmtree, pub, True)
+os.chmod(pub, 0o755)
+NOBODY_PY, why = python_for_nobody(pub)
+if why:
     for what in ("child as another user: stock output under build",
                  "the child prints no pycds line",
                  "the summary counts the unrecorded child",
                  "the child's own imports are not recorded",
                  "the archive serves the parent; the child runs stock",
                  "and the child under the archive prints nothing more"):
-        t.skip(what, "needs root to run a child as nobody")
+        t.skip(what, why)
 else:
     cprog = os.path.join(app, "child.py")
-    cstock = run([PYTHON, cprog], cwd=app)
-    carch = os.path.join(tmp, "child.pycds")
-    cb = build(carch, ["--", PYTHON, cprog], cwd=app)
+    cstock = run([NOBODY_PY, cprog], cwd=app)
+    carch = os.path.join(pub, "child.pycds")
+    cb = build(carch, ["--", NOBODY_PY, cprog], cwd=app, python=NOBODY_PY)
     t.ok(cstock.returncode == 0 and "child: 0 1/2 ''" in cstock.stdout and
          cb.stdout.startswith(cstock.stdout),
          "child as another user: stock output under pycds build",
@@ -165,7 +217,7 @@ else:
          "json" in cnames,
          "the child's own imports are not recorded (the parent's are)",
          cm.stdout[-1500:])
-    cs = run([PYTHON, cprog], cwd=app, PYCDS_ARCHIVE=carch)
+    cs = run([NOBODY_PY, cprog], cwd=app, PYCDS_ARCHIVE=carch)
     t.ok(cs.stdout == cstock.stdout and cs.returncode == 0,
          "the archive serves the parent; the child runs stock",
          describe(cs) + "\n" + diff(cstock.stdout, cs.stdout))
@@ -174,7 +226,7 @@ else:
 
 # ---- the recorder never creates a record file of its own ----
 gone = os.path.join(tmp, "no-such-dir", "record")
-p = run([PYTHON, "-c", "import json; print(json.dumps(2))"],
+p = run([NOBODY_PY, "-c", "import json; print(json.dumps(2))"],
         PYCDS_RECORD=gone)
 t.ok(p.returncode == 0 and p.stdout == "2\n" and p.stderr == "" and
      not os.path.exists(os.path.dirname(gone)),

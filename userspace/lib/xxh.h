@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * XXH3 kernels chosen at run time (userspace/xxh_avx2.c).  Include after
+ * XXH3 kernels chosen at run time (userspace/lib/xxh_avx2.c).  Include after
  * <xxhash.h> built with XXH_INLINE_ALL.
  */
 #ifndef PYCDS_XXH_H

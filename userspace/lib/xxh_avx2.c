@@ -7,7 +7,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "pycds/xxh.h"
+#include "xxh.h"
 
 void pycds_xxh3_update_avx2(XXH3_state_t *st, const void *p, size_t n)
 {

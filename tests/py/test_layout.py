@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: MIT
+"""The tree's layout holds: what may include what, where version tests
+live, what links what.
+
+- nothing under include/ or userspace/lib/ includes Python.h, liburing.h
+  or vmlinux.h (the format and its reader are plain C);
+- PY_VERSION_HEX appears only under userspace/compat/;
+- the checksums are computed only in userspace/lib/sum.c (XXH3 is called
+  nowhere else but for the bucket hash's definition and the layout hash
+  of interpreter facts), and tests pin them by hand in one place;
+- the loader, pycds-top and pycds link no libpython.
+"""
+import os
+import re
+import subprocess
+
+from pycdslib import PYCDS, Tap, require
+
+require()
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+BUILD = os.path.dirname(PYCDS)
+
+
+def sources(*dirs, exts=(".c", ".h")):
+    for d in dirs:
+        for root, _, files in os.walk(os.path.join(TOP, d)):
+            for f in files:
+                if f.endswith(exts):
+                    p = os.path.join(root, f)
+                    yield os.path.relpath(p, TOP), open(p, errors="replace").read()
+
+
+def includes(text):
+    return re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', text, re.M)
+
+
+t = Tap(5)
+bad = [(p, i) for p, s in sources("include", "userspace/lib")
+       for i in includes(s)
+       if os.path.basename(i) in ("Python.h", "liburing.h", "vmlinux.h")]
+t.eq(bad, [], "include/ and userspace/lib/ include no Python.h, liburing.h "
+     "or vmlinux.h")
+
+ver = [p for p, s in sources("userspace", "include", "loader", "tools",
+                             "tests", "bpf", exts=(".c", ".h", ".py"))
+       if "PY_VERSION_HEX" in s and not p.startswith("userspace/compat/")
+       and p != "tests/py/test_layout.py"]
+t.eq(ver, [], "PY_VERSION_HEX only under userspace/compat/")
+
+# XXH3 over archive bytes: only the library's sum.c computes checksums.
+# interp.c hashes the interpreter's layout facts (not archive bytes),
+# xxh_avx2.c is sum.c's kernel, and archive_test.c's sums_by_hand pins
+# the definition independently.
+allowed = {"userspace/lib/sum.c", "userspace/lib/xxh_avx2.c",
+           "userspace/lib/xxh.h", "userspace/interp.c",
+           "tests/archive_test.c"}
+xxh = sorted(p for p, s in sources("userspace", "include", "loader", "tools",
+                                   "tests")
+             if re.search(r"\bXXH3_64bits", s) and p not in allowed)
+t.eq(xxh, [], "checksums computed in one place (userspace/lib/sum.c)")
+
+linked = {}
+for name in ("pycds", "pycds-loader", "pycds-top"):
+    path = os.path.join(BUILD, name)
+    p = subprocess.run(["readelf", "-d", path], capture_output=True,
+                       text=True)
+    linked[name] = sorted(set(re.findall(r"\[(lib[^\]]+)\]", p.stdout))) \
+        if p.returncode == 0 else None
+t.ok(all(v is not None and not any(l.startswith("libpython") for l in v)
+         for v in linked.values()),
+     "pycds, pycds-loader and pycds-top link no libpython", linked)
+
+# A format fact (the highest preferred base) written once.
+limits = sorted(p for p, s in sources("userspace", "loader", "tools",
+                                      "include")
+                if re.search(r"1ULL\s*<<\s*4[67]", s))
+t.ok(len(limits) <= 1, "the preferred-base limit is defined in one file",
+     limits)
