@@ -52,19 +52,22 @@ endif
 # extension, the loader, the tools and the tests.  Position-independent
 # and hidden, so the same objects serve the shared extension.
 LIB_SRCS := userspace/lib/header.c userspace/lib/module.c \
-	    userspace/lib/file.c userspace/lib/sum.c $(XXH_SRCS)
+	    userspace/lib/file.c userspace/lib/sum.c userspace/lib/table.c \
+	    $(XXH_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/lib/%.o)
 LIB := $(BUILD)/libpycds.a
 READER_OBJS := $(LIB)
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
-EXT_SRCS := userspace/interp.c userspace/writer.c \
-	    userspace/record.c \
-	    userspace/runtime.c userspace/module.c
+RUNTIME_SRCS := $(addprefix userspace/runtime/,module.c interp.c session.c \
+		map.c memory.c names.c prepare.c loader.c prefetch.c layout.c)
+WRITER_SRCS := $(addprefix userspace/writer/,writer.c emit.c place.c assemble.c \
+		record.c)
+EXT_SRCS := $(RUNTIME_SRCS) $(WRITER_SRCS)
 EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 
 TOOL := $(BUILD)/pycds
-TOOL_OBJS := $(BUILD)/obj/tools/pycds.o $(READER_OBJS)
+TOOL_OBJS := $(BUILD)/obj/tools/pycds/pycds.o $(READER_OBJS)
 
 LOADER := $(BUILD)/pycds-loader
 LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
@@ -103,7 +106,7 @@ $(BUILD)/bench-pages: tools/bench_pages.c $(READER_OBJS)
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS) -I$(PY_INCLUDE) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) -Iuserspace -I$(PY_INCLUDE) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(EXT): $(EXT_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
@@ -148,10 +151,11 @@ $(TOP_SKEL): $(BUILD)/pycdstop.bpf.o
 	@echo "  SKEL    $@"
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(BUILD)/obj/tools/pycds-top.o: $(TOP_SKEL)
-$(BUILD)/obj/tools/pycds-top.o: CPPFLAGS += -I$(BUILD)
+TOP_OBJS := $(addprefix $(BUILD)/obj/tools/top/,main.o metrics.o procs.o)
+$(BUILD)/obj/tools/top/main.o: $(TOP_SKEL)
+$(BUILD)/obj/tools/top/main.o: CPPFLAGS += -I$(BUILD)
 
-$(TOP): $(BUILD)/obj/tools/pycds-top.o $(BUILD)/obj/tools/top_metrics.o
+$(TOP): $(TOP_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(TOP_LIBS) -o $@
 
@@ -230,7 +234,8 @@ fuzz: $(FUZZ) $(FUZZ_CORPUS)/.seeded
 fuzz-smoke: $(FUZZ) $(FUZZ_CORPUS)/.seeded
 	$(Q)mkdir -p $(BUILD)/fuzz-smoke
 	$(FUZZ) -max_total_time=$(or $(FUZZ_SMOKE_TIME),60) -max_len=4194304 \
-		-timeout=10 $(BUILD)/fuzz-smoke $(FUZZ_CORPUS) > $(BUILD)/fuzz-smoke.log 2>&1 \
+		-timeout=10 -artifact_prefix=$(BUILD)/ $(BUILD)/fuzz-smoke $(FUZZ_CORPUS) \
+		> $(BUILD)/fuzz-smoke.log 2>&1 \
 		&& echo "ok - fuzz smoke run ($(or $(FUZZ_SMOKE_TIME),60) s) found no crash" \
 		|| { tail -30 $(BUILD)/fuzz-smoke.log; exit 1; }
 

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -158,6 +159,13 @@ def main():
     ap.add_argument("--out", default="build/conformance")
     ap.add_argument("--summary", help="also write the results as JSON here")
     a = ap.parse_args()
+    # The suite's own signal tests (threading's interrupt_main, the
+    # signal module's) need SIGINT as a terminal gives it: a background
+    # job or a CI runner may have it ignored, which children inherit, and
+    # then a child waiting for its KeyboardInterrupt spins until the
+    # timeout.  A Python handler here means SIG_DFL in every child.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     pycds = os.environ.get("PYCDS", "pycds")
     python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
     os.makedirs(a.out, exist_ok=True)

@@ -29,7 +29,7 @@ struct pycds_image {
 	char path[256];
 };
 
-/* interp.c */
+/* runtime/interp.c */
 int pycds_image_find(struct pycds_image *img);
 int pycds_interp_fill(struct pycds_interp *id, const struct pycds_image *img);
 int pycds_image_ctx_fill(struct pycds_image_ctx *ctx,
@@ -41,14 +41,14 @@ Py_hash_t pycds_hash_probe(void);
 int pycds_interp_compatible(void);
 int pycds_code_ran(const PyCodeObject *live, const PyCodeObject *pristine);
 
-/* record.c */
+/* writer/record.c */
 void pycds_record_start(const char *path);
 int pycds_record_layout_at_exit(void);
 
-/* writer.c */
+/* writer/writer.c */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds);
 
-/* runtime.c */
+/* runtime/session.c, runtime/layout.c */
 PyObject *pycds_enable(PyObject *self, PyObject *arg);
 PyObject *pycds_stats(PyObject *self, PyObject *noargs);
 PyObject *pycds_hook(PyObject *self, PyObject *noargs);

@@ -5,8 +5,8 @@
  *
  *   pycds:archive__mapped(const char *path, u64 base, u64 size,
  *                         u32 relocated, u64 counters)
- *     counters: address, in the process, of four u64 counters that the
- *     runtime keeps up to date: hits, misses, stale, rejected.
+ *     counters: address, in the process, of the runtime's struct
+ *     pycds_counters, kept up to date as it serves.
  *   pycds:archive__rejected(const char *path, const char *reason)
  *   pycds:module__served(const char *name)
  *   pycds:module__missed(const char *name)
@@ -20,6 +20,15 @@
 #define PYCDS_HIST_SLOTS	32	/* log2 buckets of nanoseconds */
 #define PYCDS_MAX_DEPTH		32	/* nested imports tracked per thread */
 #define PYCDS_PATH_LEN		128
+
+/* The runtime's own counters, at the address archive__mapped gives: what
+ * pycds-top reads from a process's memory when it counts no probes. */
+struct pycds_counters {
+	__u64 hits;		/* modules served */
+	__u64 misses;		/* asked for, not in the archive */
+	__u64 stale;		/* in the archive, source changed */
+	__u64 rejected;		/* failed their checks */
+};
 
 /* Per-process counters, keyed by tgid in the "procs" map. */
 struct pycds_proc {

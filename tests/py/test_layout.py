@@ -8,7 +8,10 @@ live, what links what.
 - the checksums are computed only in userspace/lib/sum.c (XXH3 is called
   nowhere else but for the bucket hash's definition and the layout hash
   of interpreter facts), and tests pin them by hand in one place;
-- the loader, pycds-top and pycds link no libpython.
+- the loader, pycds-top and pycds link no libpython;
+- no C file holds two things: none of 900 lines or more;
+- the runtime keeps no file-scope state but its one session
+  (userspace/runtime/session.c) and the method tables CPython takes.
 """
 import os
 import re
@@ -35,7 +38,7 @@ def includes(text):
     return re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', text, re.M)
 
 
-t = Tap(5)
+t = Tap(7)
 bad = [(p, i) for p, s in sources("include", "userspace/lib")
        for i in includes(s)
        if os.path.basename(i) in ("Python.h", "liburing.h", "vmlinux.h")]
@@ -53,7 +56,7 @@ t.eq(ver, [], "PY_VERSION_HEX only under userspace/compat/")
 # xxh_avx2.c is sum.c's kernel, and archive_test.c's sums_by_hand pins
 # the definition independently.
 allowed = {"userspace/lib/sum.c", "userspace/lib/xxh_avx2.c",
-           "userspace/lib/xxh.h", "userspace/interp.c",
+           "userspace/lib/xxh.h", "userspace/runtime/interp.c",
            "tests/archive_test.c"}
 xxh = sorted(p for p, s in sources("userspace", "include", "loader", "tools",
                                    "tests")
@@ -77,3 +80,33 @@ limits = sorted(p for p, s in sources("userspace", "loader", "tools",
                 if re.search(r"1ULL\s*<<\s*4[67]", s))
 t.ok(len(limits) <= 1, "the preferred-base limit is defined in one file",
      limits)
+
+big = sorted((p, s.count("\n")) for p, s in sources(
+    "userspace", "loader", "tools", exts=(".c",)) if s.count("\n") >= 900)
+t.eq(big, [], "no C file of 900 lines or more under userspace/, loader/, "
+     "tools/")
+
+# Writable file-scope data, from the objects' symbol tables (nm: b/B bss,
+# d/D data): the session (session.c) and the method tables CPython's API
+# takes as writable.  Function-local statics (name.N: once-per-process
+# flags, a cache) are not file-scope state.
+TABLES = {"session", "pycds_methods", "pycds_module", "source_get_code_def",
+          "pyc_get_code_def"}
+
+
+def writable(obj):
+    p = subprocess.run(["nm", obj], capture_output=True, text=True)
+    return [l.split()[-1] for l in p.stdout.splitlines()
+            if len(l.split()) == 3 and l.split()[1] in "bBdD"]
+
+
+d = os.path.join(BUILD, "ext", "userspace", "runtime")
+objs = {f: writable(os.path.join(d, f))
+        for f in (sorted(os.listdir(d)) if os.path.isdir(d) else [])
+        if f.endswith(".o")}
+state = {f: [n for n in v if n not in TABLES and not re.search(r"\.\d+$", n)]
+         for f, v in objs.items()}
+state = {f: v for f, v in state.items() if v}
+t.ok(len(objs) >= 8 and not state and "session" in objs.get("session.o", []),
+     "the runtime's file-scope state is its one session (session.c)",
+     state if objs else "no objects under " + d)

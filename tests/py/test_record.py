@@ -226,7 +226,7 @@ else:
 
 # ---- the recorder never creates a record file of its own ----
 gone = os.path.join(tmp, "no-such-dir", "record")
-p = run([NOBODY_PY, "-c", "import json; print(json.dumps(2))"],
+p = run([PYTHON, "-c", "import json; print(json.dumps(2))"],
         PYCDS_RECORD=gone)
 t.ok(p.returncode == 0 and p.stdout == "2\n" and p.stderr == "" and
      not os.path.exists(os.path.dirname(gone)),

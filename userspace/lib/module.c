@@ -165,6 +165,13 @@ static int module_slots_sound(const struct pycds_archive *ar,
 	return !bad;
 }
 
+/* A fixup's slot: an aligned pointer inside one of the module's spans. */
+static int fixup_slot_in(const struct pycds_module *m,
+			 const struct pycds_fixup *f)
+{
+	return f->slot % 8 == 0 && span_of(m, f->slot, 8) >= 0;
+}
+
 /* The same checks one entry at a time, naming the first that fails. */
 static int module_slots_detail(const struct pycds_archive *ar,
 			       const struct pycds_module *m, uint32_t idx,
@@ -226,7 +233,7 @@ static int module_slots_detail(const struct pycds_archive *ar,
 	fixups = pycds_ptr(ar, h->interns_off);
 	fixups += m->intern_first;
 	for (i = 0; i < m->intern_count; i++) {
-		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0)
+		if (!fixup_slot_in(m, &fixups[i]))
 			return fail(err, errlen,
 				    "module %u: intern fixup %u slot outside the module",
 				    idx, i);
@@ -274,8 +281,7 @@ int pycds_module_check(const struct pycds_archive *ar, uint32_t idx,
 	for (i = 0; i < m->fset_count; i++) {
 		uint64_t v, target;
 
-		if (fixups[i].slot % 8 || span_of(m, fixups[i].slot, 8) < 0 ||
-		    fixups[i].arg)
+		if (!fixup_slot_in(m, &fixups[i]) || fixups[i].arg)
 			return fail(err, errlen,
 				    "module %u: frozenset fixup %u malformed", idx, i);
 		v = load_slot(ar, fixups[i].slot);

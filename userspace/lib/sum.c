@@ -123,19 +123,28 @@ void pycds_seal(uint8_t *base, uint64_t size)
 	struct pycds_header *h = (void *)base;
 	struct pycds_module *m;
 	struct pycds_name *n;
-	uint64_t i, sum;
+	uint64_t i, sum, off, count;
 
 	if (size < sizeof(*h))
 		return;
-	if (table_fits(h->modules_off, h->nr_modules, sizeof(*m), size)) {
-		m = (void *)(base + h->modules_off);
-		for (i = 0; i < h->nr_modules; i++)
+	/*
+	 * The tables' bounds are read once: in a damaged file (the fuzzer
+	 * seals those too) a table may overlap the header, and a checksum
+	 * written into it must not move the bounds of the loop writing it.
+	 */
+	off = h->modules_off;
+	count = h->nr_modules;
+	if (table_fits(off, count, sizeof(*m), size)) {
+		m = (void *)(base + off);
+		for (i = 0; i < count; i++)
 			if (!pycds_sum_module(base, size, &m[i], &sum))
 				m[i].checksum = sum;
 	}
-	if (table_fits(h->names_index_off, h->nr_names, sizeof(*n), size)) {
-		n = (void *)(base + h->names_index_off);
-		for (i = 0; i < h->nr_names; i++)
+	off = h->names_index_off;
+	count = h->nr_names;
+	if (table_fits(off, count, sizeof(*n), size)) {
+		n = (void *)(base + off);
+		for (i = 0; i < count; i++)
 			if (in_file(n[i].off, n[i].size, size))
 				n[i].hash = XXH3_64bits(base + n[i].off,
 							n[i].size);

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,49 +120,6 @@ static double quantile_us(const __u64 *hist, double q)
 	return 0;
 }
 
-/*
- * Clean (still the page cache) and dirty (copied) kB of the archive's
- * address range [base, base + size).  The range can be several mappings:
- * the runtime replaces chunks that are copied anyway by huge pages.
- */
-static void smaps_archive(__u32 pid, __u64 base, __u64 size, long long *clean,
-			  long long *dirty)
-{
-	char path[64], line[256];
-	unsigned long long lo, hi;
-	long long rss = 0, anon = 0;
-	int in = 0, seen = 0;
-	FILE *f;
-
-	*clean = *dirty = -1;
-	if (!base)
-		return;
-	snprintf(path, sizeof(path), "/proc/%u/smaps", pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = lo >= base && hi <= base + ((size + 4095) & ~4095ULL);
-			seen |= in;
-		} else if (in && !strncmp(line, "Rss:", 4)) {
-			rss += atoll(line + 4);
-		} else if (in && !strncmp(line, "Anonymous:", 10)) {
-			anon += atoll(line + 10);
-		}
-	}
-	if (f)
-		fclose(f);
-	if (seen) {
-		*clean = rss - anon;
-		*dirty = anon;
-	}
-}
-
-int top_pid_alive(__u32 pid)
-{
-	return !kill((pid_t)pid, 0) || errno == EPERM;
-}
-
 static int collect(int fd, __u32 only, struct row *rows)
 {
 	__u32 key, next, *prev = NULL, dead[256];
@@ -193,20 +149,16 @@ static int collect(int fd, __u32 only, struct row *rows)
 		if (f)
 			fclose(f);
 		r->comm[strcspn(r->comm, "\n")] = '\0';
-		smaps_archive(key, r->s.base, r->s.size, &r->clean_kb,
+		top_smaps_archive(key, r->s.base, r->s.size, &r->clean_kb,
 			      &r->dirty_kb);
 		if (!counting_probes && r->s.counters) {
 			/* The runtime's own counters: no probe per module. */
-			__u64 c[4];
-			struct iovec l = { c, sizeof(c) };
-			struct iovec rm = { (void *)(uintptr_t)r->s.counters,
-					    sizeof(c) };
+			struct pycds_counters c;
 
-			if (process_vm_readv((pid_t)key, &l, 1, &rm, 1, 0) ==
-			    (ssize_t)sizeof(c)) {
-				r->s.hits = c[0];
-				r->s.misses = c[1];
-				r->s.stale = c[2];
+			if (!top_read_counters(key, r->s.counters, &c)) {
+				r->s.hits = c.hits;
+				r->s.misses = c.misses;
+				r->s.stale = c.stale;
 			}
 		}
 		r->p50_us = quantile_us(r->s.hist_cum, 0.5);

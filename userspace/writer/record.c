@@ -2,7 +2,7 @@
 /*
  * The recorder behind `pycds build`: with PYCDS_RECORD=FILE in its
  * environment, a process appends to FILE the modules it imports, as it
- * imports them:
+ * imports them (include/pycds/record.h, Documentation/record-format.rst):
  *
  *	#<TAB>pid		first line of each process's records
  *	name<TAB>origin		a module loaded from source or a .pyc
@@ -20,7 +20,7 @@
  * so that the build can say how many were left out.
  *
  * In the layout run (PYCDS_ARCHIVE set as well) the process also appends,
- * at exit, what it did with the first archive (runtime.c).
+ * at exit, what it did with the first archive (runtime/layout.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "pycds_py.h"
+#include "pycds/record.h"
 
 static struct {
 	int on;
@@ -115,7 +116,7 @@ static int module_line(PyObject **out, PyObject *name, PyObject *mod,
 						      : NULL;
 		if (o && !has_tab_or_nl(o))
 			PyBytes_ConcatAndDel(out, PyBytes_FromFormat(
-				"__main__\t%s\n", o));
+				PYCDS_REC_MAIN "\t%s\n", o));
 		goto out;
 	}
 	if (!spec || spec == Py_None)
@@ -131,7 +132,8 @@ static int module_line(PyObject **out, PyObject *name, PyObject *mod,
 			PyBytes_ConcatAndDel(out, PyBytes_FromFormat(
 				"%s\t%s\n", n, o));
 	} else {
-		PyBytes_ConcatAndDel(out, PyBytes_FromFormat("!\t%s\n", n));
+		PyBytes_ConcatAndDel(out, PyBytes_FromFormat(
+			PYCDS_REC_NATIVE "\t%s\n", n));
 	}
 out:
 	Py_XDECREF(loader);
@@ -185,7 +187,7 @@ static void record_scan(void)
 	if (out && PyBytes_GET_SIZE(out)) {
 		/* Each process's records start with its pid. */
 		if (rec.pid != getpid()) {
-			PyObject *head = PyBytes_FromFormat("#\t%d\n",
+			PyObject *head = PyBytes_FromFormat(PYCDS_REC_PROCESS "\t%d\n",
 							    (int)getpid());
 
 			PyBytes_ConcatAndDel(&head, out);

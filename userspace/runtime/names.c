@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The names pool: its strings resolved on first use, interned, and the
+ * canonical string of each.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+/* A names pool entry must be a well-formed, uninterned compact str that
+ * fits in its recorded size. */
+static int name_sane(struct pycds_session *rt, uint32_t idx, PyObject *o)
+{
+	PyASCIIObject *a = (PyASCIIObject *)o;
+	uint64_t hdr, size, room = pycds_name_get(&rt->ar, idx)->size;
+	unsigned int kind = a->state.kind;
+
+	if (Py_TYPE(o) != &PyUnicode_Type || !a->state.compact ||
+	    !pycds_str_ready(a) || a->state.interned ||
+	    (a->hash != -1 &&
+	     !(rt->ar.hdr->hash_flags & PYCDS_HASHES_STORED)) ||
+	    (kind != 1 && kind != 2 && kind != 4) ||
+	    (a->state.ascii && kind != 1) || a->length < 0 ||
+	    (uint64_t)a->length > room)
+		return 0;
+	hdr = a->state.ascii ? sizeof(PyASCIIObject)
+			     : sizeof(PyCompactUnicodeObject);
+	size = hdr + ((uint64_t)a->length + 1) * kind;
+	if (size > room)
+		return 0;
+	/* NUL-terminated, as CPython assumes. */
+	return !memcmp((char *)o + hdr + (uint64_t)a->length * kind,
+		       "\0\0\0\0", kind);
+}
+
+/* Pool pages are written by interning: copy each 16 KiB chunk of the pool
+ * once, when the first entry in it is needed (one system call for four
+ * pages; the pool is in the order the build's run first used its names). */
+#define NAMES_CHUNK (16u << 10)
+
+static void names_prefault(struct pycds_session *rt, const struct pycds_name *n)
+{
+	uint64_t pool = rt->ar.hdr->regions[PYCDS_REGION_NAMES].off;
+	uint64_t first = (n->off - pool) / NAMES_CHUNK;
+	uint64_t last = (n->off + n->size - 1 - pool) / NAMES_CHUNK;
+	uint64_t c;
+
+	for (c = first; c <= last; c++) {
+		if (rt->chunks[c / 8] & (1u << (c % 8)))
+			continue;
+		rt->chunks[c / 8] |= 1u << (c % 8);
+		prefault(rt, pool + c * NAMES_CHUNK, NAMES_CHUNK,
+			 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || rt->ctx.bias);
+	}
+}
+
+/* Pool entry @idx's canonical string, when an earlier one was. */
+static PyObject *redirect_find(struct pycds_session *rt, uint32_t idx)
+{
+	PyObject **to = pycds_table_find(&rt->redirects, (uintptr_t)idx + 1);
+
+	return to ? *to : NULL;
+}
+
+static int redirect_add(struct pycds_session *rt, uint32_t idx, PyObject *to)
+{
+	PyObject **slot = pycds_table_put(&rt->redirects, (uintptr_t)idx + 1);
+
+	if (!slot)
+		return -1;
+	*slot = to;
+	return 0;
+}
+
+/* The canonical string of a pool entry resolved before, or NULL. */
+PyObject *name_resolved(struct pycds_session *rt, uint32_t idx)
+{
+	PyObject *o;
+
+	if (idx >= rt->ar.hdr->nr_names ||
+	    !(rt->resolved[idx / 8] & (1u << (idx % 8))))
+		return NULL;
+	o = pycds_name_entry(&rt->ar, idx);
+	return PyUnicode_CHECK_INTERNED(o) ? o : redirect_find(rt, idx);
+}
+
+PyObject *name_resolve(struct pycds_session *rt, uint32_t idx, char *err,
+		       size_t errlen)
+{
+	PyObject *o, *t;
+
+	t = name_resolved(rt, idx);
+	if (t)
+		return t;
+	if (pycds_name_check(&rt->ar, idx, &rt->ctx, err, errlen))
+		return NULL;
+	names_prefault(rt, pycds_name_get(&rt->ar, idx));
+	pycds_name_relocate(&rt->ar, idx, rt->ctx.bias);
+	o = pycds_name_entry(&rt->ar, idx);
+	if (!name_sane(rt, idx, o)) {
+		snprintf(err, errlen, "names pool entry %u is not a sound str",
+			 idx);
+		return NULL;
+	}
+	/* 3.11: a 4-byte string's wchar_t view is its own data, as the
+	 * interpreter makes it (the pool holds no pointers to relocate). */
+	pycds_str_share_wstr(o);
+	/* The first to intern a string makes it canonical; a string some
+	 * earlier code interned stays canonical and the archive uses it. */
+	t = o;
+	Py_INCREF(t);
+	PyUnicode_InternInPlace(&t);
+	if (t != o && redirect_add(rt, idx, t)) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	rt->interned++;
+	rt->resolved[idx / 8] |= 1u << (idx % 8);
+	return t;
+}
+
+int names_prepare(struct pycds_session *rt, char *err, size_t errlen)
+{
+	const struct pycds_span *pool =
+		&rt->ar.hdr->regions[PYCDS_REGION_NAMES];
+
+	if (rt->resolved)
+		return 0;
+	rt->resolved = calloc(rt->ar.hdr->nr_names / 8 + 1, 1);
+	rt->chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
+	if (!rt->resolved || !rt->chunks) {
+		free(rt->resolved);
+		rt->resolved = NULL;
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rt->redirects.val_size = sizeof(PyObject *);
+	return 0;
+}

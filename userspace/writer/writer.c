@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Archive writer: lays out freshly compiled code objects and their constants
+ * as live CPython objects for a preferred base, with the tables a process
+ * needs to check and relocate them one module at a time.
+ *
+ * Objects are copied from the writer's own process, whose interpreter is the
+ * one the archive is for, and every pointer field is rewritten: pointers to
+ * archived objects become absolute addresses for the preferred base (and an
+ * entry in the relocation table), pointers into the interpreter image
+ * become link-time addresses (and an entry in the image table).
+ *
+ * This file: _pycds.write(), one module at a time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "writer.h"
+
+static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
+{
+	size_t saved[PYCDS_NR_REGIONS];
+	unsigned int r;
+
+	memo_reset(w);
+	hot_reset(w);
+	w->depth = 0;
+	m->slot_first = w->nr_slots;
+	for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+		/* Each module's span starts 8-aligned. */
+		w->region[r].len = (w->region[r].len + 7) & ~(size_t)7;
+		saved[r] = w->region[r].len;
+		m->start[r] = (uint32_t)w->region[r].len;
+	}
+	if (mark_code(w, code, 1, 1, 0) ||
+	    emit(w, code, PYCDS_REGION_CODE, &m->root)) {
+		for (r = 0; r < PYCDS_NR_REGIONS; r++) {
+			memset(w->region[r].p + saved[r], 0,
+			       w->region[r].len - saved[r]);
+			w->region[r].len = saved[r];
+		}
+		w->nr_slots = m->slot_first;
+		return -1;
+	}
+	for (r = 0; r < PYCDS_NR_REGIONS; r++)
+		m->end[r] = (uint32_t)w->region[r].len;
+	m->slot_end = w->nr_slots;
+	return 0;
+}
+
+/*
+ * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
+ *	       ran=None)
+ *
+ * modules: a sequence of (name, origin, is_package, mtime, size, code
+ * [, sourceless]), in the order a process is expected to import them:
+ * objects and names are laid out in that order.  sourceless: origin is a
+ * .pyc with no source, and mtime and size are its own.
+ * preinterned: a set of the names a process has interned before it
+ * imports from the archive; objects whose slots it will rewrite to point
+ * to those are laid out with the objects it writes.
+ * ran: a set of (filename, first line, qualified name) of code seen
+ * running: its constants are laid out with the objects a process writes.
+ * Returns (summary dict, [(name, reason), ...] of modules left out).
+ */
+PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = { "path", "modules", "base", "preinterned",
+				  "ran", "hash_seed", NULL };
+	PyObject *hash_seed = Py_None;
+	unsigned long long base = PYCDS_DEFAULT_BASE;
+	struct writer w = {
+		.memo = { .val_size = sizeof(struct ref) },
+		.hot = { .val_size = 0 },
+	};
+	struct wmodule *mods = NULL;
+	PyObject *path, *seq, *fast = NULL, *skipped = NULL, *summary = NULL;
+	PyObject *seen = NULL;
+	PyObject *result = NULL;
+	Py_ssize_t i, n, kept = 0;
+	unsigned int r;
+
+	(void)self;
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOO", kwlist,
+					 PyUnicode_FSConverter, &path, &seq,
+					 &base, &w.preinterned, &w.ran,
+					 &hash_seed))
+		return NULL;
+	if (hash_seed != Py_None) {
+		/* The seed this process runs under: the caller sets
+		 * PYTHONHASHSEED and says which, so the header can name it. */
+		unsigned long seed = PyLong_AsUnsignedLong(hash_seed);
+
+		if (PyErr_Occurred() || seed > 4294967295UL) {
+			PyErr_Clear();
+			PyErr_SetString(PyExc_ValueError,
+					"hash_seed must be an int from 0 to 4294967295");
+			goto out;
+		}
+		w.hashes = 1;
+		w.hash_seed = (uint32_t)seed;
+	}
+	if (w.preinterned == Py_None)
+		w.preinterned = NULL;
+	if (w.ran == Py_None)
+		w.ran = NULL;
+	if ((w.preinterned && !PyAnySet_Check(w.preinterned)) ||
+	    (w.ran && !PyAnySet_Check(w.ran))) {
+		PyErr_SetString(PyExc_TypeError,
+				"preinterned and ran must be sets");
+		goto out;
+	}
+	if (!base || base % PYCDS_PAGE_SIZE || base >= PYCDS_BASE_LIMIT) {
+		PyErr_SetString(PyExc_ValueError,
+				"base must be page-aligned and below 2^47");
+		goto out;
+	}
+	if (pycds_image_find(&w.image)) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"cannot find the interpreter image");
+		goto out;
+	}
+	w.pool = PyDict_New();
+	seen = PySet_New(NULL);
+	if (!w.pool || !seen)
+		goto out;
+	fast = PySequence_Fast(seq, "modules must be a sequence");
+	if (!fast)
+		goto out;
+	n = PySequence_Fast_GET_SIZE(fast);
+	mods = calloc(n ? n : 1, sizeof(*mods));
+	skipped = PyList_New(0);
+	if (!mods || !skipped) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct wmodule *m = &mods[kept];
+		PyObject *code;
+		long long mtime;
+		unsigned long long size;
+
+		m->sourceless = 0;
+		if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i),
+				      "UUpLKO!|p;module entries are (name, origin, "
+				      "is_package, mtime, size, code[, sourceless])",
+				      &m->name, &m->origin, &m->is_package,
+				      &mtime, &size, &PyCode_Type, &code,
+				      &m->sourceless))
+			goto out;
+		m->mtime = mtime;
+		m->size = size;
+		switch (PySet_Contains(seen, m->name)) {
+		case 1:
+			PyErr_Format(PyExc_ValueError, "module %U given twice",
+				     m->name);
+			/* fall through */
+		case -1:
+			goto out;
+		}
+		if (PySet_Add(seen, m->name))
+			goto out;
+		if (write_module(&w, m, code)) {
+			PyObject *t = Py_BuildValue("(Os)", m->name, w.why);
+
+			if (!t || PyList_Append(skipped, t)) {
+				Py_XDECREF(t);
+				goto out;
+			}
+			Py_DECREF(t);
+			continue;
+		}
+		kept++;
+	}
+	summary = assemble(&w, mods, kept, PyBytes_AS_STRING(path), base);
+	if (summary)
+		result = PyTuple_Pack(2, summary, skipped);
+out:
+	Py_XDECREF(summary);
+	Py_XDECREF(skipped);
+	Py_XDECREF(seen);
+	Py_XDECREF(fast);
+	Py_DECREF(path);
+	free(mods);
+	for (r = 0; r < PYCDS_NR_ALL_REGIONS; r++)
+		free(w.region[r].p);
+	Py_XDECREF(w.pool);
+	free(w.pool_off);
+	free(w.pool_size);
+	free(w.slots);
+	free(w.memo.e);
+	free(w.hot.e);
+	return result;
+}
