@@ -206,7 +206,13 @@ check-run:
 		$(TEST_ENV) prove -v --exec $(PYTHON) tests/py/test_*.py; fi
 	$(MAKE) fuzz-smoke
 
-tests: $(C_TESTS)
+tests: $(C_TESTS) $(BUILD)/format-layout
+
+# The format's layout as JSON, for the Python tests (tests/py/pycdslib.py).
+$(BUILD)/format-layout: tests/format_layout.c include/pycds/archive.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@
 
 # libFuzzer over the validator, with real archives as the seed corpus.
 FUZZ := $(BUILD)/archive_fuzz

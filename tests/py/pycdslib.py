@@ -166,34 +166,48 @@ def run_with_stats(script, archive=None, cwd=None, args=(), **env):
     return p, st
 
 
-# ---- the archive format, include/pycds/archive.h (format 3) ----
+# ---- the archive format, as include/pycds/archive.h defines it ----
+# Read from build/.../format-layout (tests/format_layout.c), so that the
+# tests hold no copy of the format of their own.
 
-HEADER_SIZE = 360
-INTERP_OFF = 32
-OFF = {                                   # header field -> file offset
-    "magic": 0, "version": 8, "header_size": 12, "file_size": 16,
-    "preferred_base": 24,
-    "hexversion": 32, "pyc_magic": 36, "cache_tag": 40, "abiflags": 56,
-    "build_id": 64, "build_id_len": 96, "optimize": 100, "layout": 104,
-    "runtime_addr": 112,
-    "regions": 120,
-    "names_index_off": 200, "nr_names": 208,
-    "modules_off": 224, "nr_modules": 232, "nr_buckets": 236,
-    "buckets_off": 240, "names": 248,
-    "relocs_off": 264, "nr_relocs": 272, "images_off": 280,
-    "nr_images": 288, "interns_off": 296, "nr_interns": 304,
-    "fsets_off": 312, "nr_fsets": 320,
-    "meta_checksum": 328, "header_checksum": 336, "hash_flags": 344,
-    "hash_seed": 348, "hash_probe": 352,
-}
+def _format_layout():
+    exe = os.path.join(os.path.dirname(PYCDS or ""), "format-layout")
+    try:
+        return json.loads(subprocess.run([exe], capture_output=True,
+                                         check=True, timeout=30).stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+FORMAT = _format_layout() if PYCDS else None
+if FORMAT:
+    HEADER_SIZE = FORMAT["header_size"]
+    OFF = {k.removeprefix("interp."): v[0]
+           for k, v in FORMAT["header"].items()}
+    _R = FORMAT["regions"]
+    REGION_CODE, REGION_DATA, REGION_COLD, REGION_IDLE, REGION_NAMES = (
+        _R["code"], _R["data"], _R["cold"], _R["idle"], _R["names"])
+else:
+    # Without a build (require() then skips the file): placeholders.
+    HEADER_SIZE, OFF = 0, {k: 0 for k in ("build_id", "header_checksum",
+                                          "regions")}
+    REGION_CODE, REGION_DATA, REGION_COLD, REGION_IDLE, REGION_NAMES = \
+        range(5)
 BUILD_ID_OFF = OFF["build_id"]
 CHECKSUM_OFF = OFF["header_checksum"]
 REGIONS_OFF = OFF["regions"]
-REGION_CODE, REGION_DATA, REGION_COLD, REGION_IDLE, REGION_NAMES = range(5)
-MODULE = struct.Struct("<6IqQQ4I4I8IQ")     # struct pycds_module, 120 bytes
-NAME = struct.Struct("<IIQ")                # struct pycds_name, 16 bytes
-FIXUP = struct.Struct("<II")                # pycds_fixup / pycds_image_reloc
-assert MODULE.size == 120 and NAME.size == 16
+
+
+def _fields(d, off, layout):
+    """The fields of a struct at @off of @d: ints, lists of u32 for arrays."""
+    out = {}
+    for k, (o, n) in layout["fields"].items():
+        if n in (4, 8) and k not in ("span_off", "span_size"):
+            out[k] = int.from_bytes(d[off + o:off + o + n], "little",
+                                    signed=(k == "src_mtime"))
+        else:
+            out[k] = list(struct.unpack_from(f"<{n // 4}I", d, off + o))
+    return out
 
 
 def _u32(d, o):
@@ -211,38 +225,44 @@ class Archive:
         with open(path, "rb") as f:
             self.data = d = f.read()
         self.path = path
+        if not FORMAT:
+            raise RuntimeError("no format-layout next to $PYCDS: make tests")
+        hd = FORMAT["header"]
         h = self.h = {}
+        for k, (o, n) in hd.items():
+            k = k.removeprefix("interp.")
+            if n in (4, 8):
+                h[k] = int.from_bytes(d[o:o + n], "little")
         h["magic"] = d[0:8]
-        for k in ("version", "header_size", "hexversion", "pyc_magic",
-                  "build_id_len", "optimize", "nr_names", "nr_modules",
-                  "nr_buckets", "hash_flags", "hash_seed"):
-            h[k] = _u32(d, OFF[k])
-        for k in ("file_size", "preferred_base", "layout", "runtime_addr",
-                  "names_index_off", "modules_off", "buckets_off",
-                  "relocs_off", "nr_relocs", "images_off", "nr_images",
-                  "interns_off", "nr_interns", "fsets_off", "nr_fsets",
-                  "meta_checksum", "header_checksum", "hash_probe"):
-            h[k] = _u64(d, OFF[k])
-        h["cache_tag"] = d[40:56].rstrip(b"\0").decode()
-        h["abiflags"] = d[56:64].rstrip(b"\0").decode()
-        h["build_id"] = d[64:64 + min(32, h["build_id_len"])].hex()
+        o, n = hd["interp.cache_tag"]
+        h["cache_tag"] = d[o:o + n].rstrip(b"\0").decode()
+        o, n = hd["interp.abiflags"]
+        h["abiflags"] = d[o:o + n].rstrip(b"\0").decode()
+        o, n = hd["interp.build_id"]
+        h["build_id"] = d[o:o + min(n, h["build_id_len"])].hex()
         h["regions"] = [struct.unpack_from("<QQ", d, REGIONS_OFF + 16 * i)
-                        for i in range(5)]
+                        for i in range(FORMAT["regions"]["nr_all"])]
         h["names"] = struct.unpack_from("<QQ", d, OFF["names"])
         self.modules = []
         noff = h["names"][0]
+        msize = FORMAT["module"]["size"]
         for i in range(h["nr_modules"]):
-            off = h["modules_off"] + MODULE.size * i
-            f = MODULE.unpack_from(d, off)
+            off = h["modules_off"] + msize * i
+            f = _fields(d, off, FORMAT["module"])
             m = {"index": i, "entry_off": off,
-                 "name": d[noff + f[0]:noff + f[0] + f[1]].decode(),
-                 "origin": d[noff + f[2]:noff + f[2] + f[3]].decode(),
-                 "flags": f[4], "src_mtime": f[6], "src_size": f[7],
-                 "root": f[8], "span_off": list(f[9:13]),
-                 "span_size": list(f[13:17]),
-                 "relocs": (f[17], f[18]), "images": (f[19], f[20]),
-                 "interns": (f[21], f[22]), "fsets": (f[23], f[24]),
-                 "checksum": f[25]}
+                 "name": d[noff + f["name_off"]:
+                           noff + f["name_off"] + f["name_len"]].decode(),
+                 "origin": d[noff + f["origin_off"]:
+                             noff + f["origin_off"] + f["origin_len"]
+                             ].decode(),
+                 "flags": f["flags"], "src_mtime": f["src_mtime"],
+                 "src_size": f["src_size"], "root": f["root"],
+                 "span_off": f["span_off"], "span_size": f["span_size"],
+                 "relocs": (f["reloc_first"], f["reloc_count"]),
+                 "images": (f["image_first"], f["image_count"]),
+                 "interns": (f["intern_first"], f["intern_count"]),
+                 "fsets": (f["fset_first"], f["fset_count"]),
+                 "checksum": f["checksum"]}
             self.modules.append(m)
         self.by_name = {m["name"]: m for m in self.modules}
 
@@ -252,12 +272,14 @@ class Archive:
 
     def name_entry(self, i):
         """(off, size, hash) of names pool entry @i."""
-        return NAME.unpack_from(self.data,
-                                self.h["names_index_off"] + NAME.size * i)
+        n = _fields(self.data, self.h["names_index_off"] +
+                    FORMAT["name"]["size"] * i, FORMAT["name"])
+        return n["off"], n["size"], n["hash"]
 
     def intern_fixup(self, i):
-        return FIXUP.unpack_from(self.data,
-                                 self.h["interns_off"] + FIXUP.size * i)
+        f = _fields(self.data, self.h["interns_off"] +
+                    FORMAT["fixup"]["size"] * i, FORMAT["fixup"])
+        return f["slot"], f["arg"]
 
 
 def header(path):
