@@ -178,6 +178,25 @@ $(BUILD)/tests/%: tests/%.c $(READER_OBJS) $(KSFT_HDR)
 	$(Q)$(CC) $(CPPFLAGS) -I$(KSFT_DIR) $(CFLAGS) -Wno-unused-parameter \
 		$< $(READER_OBJS) $(XXHASH_LIBS) -o $@
 
+# The loader's staging, with liburing.
+$(BUILD)/tests/loader_test: tests/loader_test.c $(BUILD)/obj/loader/stage.o $(READER_OBJS) $(KSFT_HDR)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -Iloader -I$(KSFT_DIR) $(CFLAGS) -Wno-unused-parameter \
+		$< $(BUILD)/obj/loader/stage.o $(READER_OBJS) $(URING_LIBS) -o $@
+
+# The writer in an embedded interpreter: the extension's objects linked
+# in, with libpython.
+PY_EMBED := $(shell $(PYTHON) -c 'import os, sys, sysconfig as s; v = s.get_config_var; d = v("LIBDIR"); print(os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable), "-L%s -Wl,-rpath,%s -lpython%s %s %s" % (d, d, v("LDVERSION"), v("LIBS"), v("SYSLIBS")))' 2>/dev/null)
+$(BUILD)/tests/writer_test: tests/writer_test.c $(EXT_OBJS) $(LIB) $(KSFT_HDR)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -Iuserspace -I$(PY_INCLUDE) -I$(KSFT_DIR) $(CFLAGS) \
+		-Wno-unused-parameter -Wno-missing-field-initializers \
+		-DPYCDS_TEST_PYTHON='"$(word 1,$(PY_EMBED))"' \
+		$< $(EXT_OBJS) $(LIB) $(XXHASH_LIBS) $(URING_STATIC) \
+		$(wordlist 2,100,$(PY_EMBED)) -o $@
+
 # A private venv of PYTHON with _pycds and its hook, so tests exercise the
 # real PYCDS_ARCHIVE start-up path without touching the system.
 $(STAGED): $(EXT) userspace/00-pycds.pth

@@ -38,7 +38,7 @@ def includes(text):
     return re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', text, re.M)
 
 
-t = Tap(7)
+t = Tap(8)
 bad = [(p, i) for p, s in sources("include", "userspace/lib")
        for i in includes(s)
        if os.path.basename(i) in ("Python.h", "liburing.h", "vmlinux.h")]
@@ -73,6 +73,12 @@ for name in ("pycds", "pycds-loader", "pycds-top"):
 t.ok(all(v is not None and not any(l.startswith("libpython") for l in v)
          for v in linked.values()),
      "pycds, pycds-loader and pycds-top link no libpython", linked)
+
+# pycds-top finds _pycds from files: it starts no process (no interpreter
+# run to ask where the extension is).
+spawns = sorted(p for p, s in sources("tools/top")
+                if re.search(r"\b(popen|system|execv\w*|posix_spawn\w*|fork)\s*\(", s))
+t.eq(spawns, [], "pycds-top starts no process (no popen, system, exec)")
 
 # A format fact (the highest preferred base) written once.
 limits = sorted(p for p, s in sources("userspace", "loader", "tools",

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <limits.h>
 #include <linux/types.h>
 #include <locale.h>
@@ -48,7 +49,8 @@ static const char help_text[] =
 	"  -n COUNT        stop after COUNT refreshes\n"
 	"  --json          JSON, one document per refresh (implies -b)\n"
 	"  --python PATH   interpreter whose probes to use (default " DEFAULT_PYTHON ")\n"
-	"  --pycds-lib P   the _pycds extension (default: the one PATH imports)\n"
+	"  --pycds-lib P   the _pycds extension (default: found in the site\n"
+	"                  directories of PATH, its venv's first)\n"
 	"  --listen A:P    no view: serve Prometheus metrics on http://A:P/metrics\n"
 	"  --per-process   with --listen: a pid label on every series\n"
 	"\n"
@@ -83,23 +85,68 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt,
 	return 0;
 }
 
-/* The _pycds extension PATH would import, for pycds's own probes. */
-static int find_pycds_lib(const char *python, char *out, size_t len)
+/*
+ * The _pycds extension an interpreter would import, found from files
+ * alone (no interpreter is run): the site directories its prefix and
+ * version give, a venv's first when @python is inside one (PEP 405: a
+ * pyvenv.cfg next to the executable or one directory up).  @python is the
+ * path as given, @real its resolved path, named pythonX.Y.
+ */
+static int find_pycds_lib(const char *python, const char *real, char *out,
+			  size_t len)
 {
-	char cmd[PATH_MAX + 128];
-	FILE *f;
-	size_t n;
+	char dirs[8][PATH_MAX + 64], buf[PATH_MAX], ver[16], tag[16];
+	const char *base = strrchr(real, '/');
+	unsigned int major, minor, nd = 0, i;
+	char *slash;
 
-	snprintf(cmd, sizeof(cmd),
-		 "env -u PYCDS_ARCHIVE -u PYCDS_RECORD '%s' -c "
-		 "'import _pycds, sys; sys.stdout.write(_pycds.__file__)' 2>/dev/null",
-		 python);
-	f = popen(cmd, "r");
-	if (!f)
+	base = base ? base + 1 : real;
+	if (sscanf(base, "python%u.%u", &major, &minor) != 2)
 		return -1;
-	n = fread(out, 1, len - 1, f);
-	out[n] = '\0';
-	return pclose(f) == 0 && n ? 0 : -1;
+	snprintf(ver, sizeof(ver), "%u.%u", major, minor);
+	snprintf(tag, sizeof(tag), "%u%u", major, minor);
+
+	/* A venv: <venv>/bin/python with <venv>/pyvenv.cfg. */
+	snprintf(buf, sizeof(buf), "%s", python);
+	for (i = 0; i < 2 && (slash = strrchr(buf, '/')); i++) {
+		char cfg[PATH_MAX + 16];
+
+		*slash = '\0';
+		snprintf(cfg, sizeof(cfg), "%s/pyvenv.cfg", *buf ? buf : "/");
+		if (!access(cfg, R_OK)) {
+			snprintf(dirs[nd++], sizeof(dirs[0]),
+				 "%s/lib/python%s/site-packages", buf, ver);
+			break;
+		}
+	}
+	/* The interpreter's prefix: <prefix>/bin/pythonX.Y. */
+	snprintf(buf, sizeof(buf), "%s", real);
+	for (i = 0; i < 2 && (slash = strrchr(buf, '/')); i++)
+		*slash = '\0';
+	snprintf(dirs[nd++], sizeof(dirs[0]), "%s/local/lib/python%s/dist-packages",
+		 buf, ver);
+	snprintf(dirs[nd++], sizeof(dirs[0]), "%s/lib/python3/dist-packages", buf);
+	snprintf(dirs[nd++], sizeof(dirs[0]), "%s/lib/python%s/dist-packages", buf,
+		 ver);
+	snprintf(dirs[nd++], sizeof(dirs[0]), "%s/lib/python%s/site-packages", buf,
+		 ver);
+
+	for (i = 0; i < nd; i++) {
+		char pat[PATH_MAX + 128];
+		glob_t g;
+		int found;
+
+		if (snprintf(pat, sizeof(pat), "%s/_pycds.cpython-%s*.so",
+			     dirs[i], tag) >= (int)sizeof(pat) ||
+		    glob(pat, 0, NULL, &g))
+			continue;
+		found = g.gl_pathc > 0 &&
+			snprintf(out, len, "%s", g.gl_pathv[0]) < (int)len;
+		globfree(&g);
+		if (found)
+			return 0;
+	}
+	return -1;
 }
 
 static double quantile_us(const __u64 *hist, double q)
@@ -420,7 +467,7 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	if (!lib && !find_pycds_lib(python, libpath, sizeof(libpath)))
+	if (!lib && !find_pycds_lib(python, pybin, libpath, sizeof(libpath)))
 		lib = libpath;
 	if (!lib)
 		fprintf(stderr,
