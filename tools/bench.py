@@ -86,6 +86,80 @@ def alternate(argv, env_a, env_b, runs, warmup=3, samples=None,
     return statistics.median(a), statistics.median(b)
 
 
+def rotate(variants, runs, warmup=3):
+    """Whole-process times of each (argv, env) variant, RUNS each, in
+    rounds whose order rotates, so that no variant always goes first."""
+    times = [[] for _ in variants]
+    for _ in range(warmup):
+        for argv, env in variants:
+            spawn_time(argv, env)
+    k = len(variants)
+    for i in range(runs):
+        for j in range(k):
+            v = (i + j) % k
+            times[v].append(spawn_time(*variants[v]))
+    return times
+
+
+def compare_trees(pycds, python, against, scripts, runs, loader, out):
+    """Old tree against new in one run: each workload's archive built by
+    each tree's pycds for its own venv, both published by one loader
+    mount, then stock, old and new interleaved."""
+    old_tool = os.path.join(against, "pycds")
+    old_python = os.path.join(against, "venv", "bin", "python")
+    for f in (old_tool, old_python):
+        if not os.access(f, os.X_OK):
+            raise SystemExit(f"bench: --against {against}: no {f} "
+                             "(make all stage there first)")
+    srcdir = os.path.abspath(os.path.join(out, "cmp-src"))
+    mnt = os.path.abspath(os.path.join(out, "cmp-mnt"))
+    os.makedirs(srcdir, exist_ok=True)
+    todo = []
+    for s in scripts:
+        name = os.path.basename(s)[:-3]
+        new = os.path.join(srcdir, name + ".pycds")
+        old = os.path.join(srcdir, name + ".against.pycds")
+        build(pycds, python, new, ["--", python, s])
+        build(old_tool, old_python, old, ["--", old_python, s])
+        todo.append((s, name))
+    if loader and os.geteuid() == 0:
+        os.makedirs(mnt, exist_ok=True)
+        subprocess.run([loader, "--mount", mnt, "--source", srcdir],
+                       check=True, capture_output=True)
+        where = mnt
+    else:
+        where = srcdir
+    print(f"new tree: {pycds} with {python}; old tree: {against}; "
+          f"{runs} rounds, stock/old/new rotating; archives in {where}")
+    print(f"{'workload':<18}{'stock ms':>10}{'old ms':>9}{'new ms':>9}"
+          f"{'old/new':>9}{'90% interval':>15}{'speedup old':>13}"
+          f"{'speedup new':>13}")
+    rows = []
+    for s, name in todo:
+        env = base_env()
+        stock, old, new = rotate([
+            ([python, s], env),
+            ([old_python, s], dict(env, PYCDS_ARCHIVE=os.path.join(
+                where, name + ".against.pycds"))),
+            ([python, s], dict(env, PYCDS_ARCHIVE=os.path.join(
+                where, name + ".pycds")))], runs)
+        med = statistics.median
+        lo, hi = ratio_interval(old, new)
+        r = {"workload": os.path.basename(s), "stock_ms": med(stock) * 1e3,
+             "old_ms": med(old) * 1e3, "new_ms": med(new) * 1e3,
+             "old_over_new": med(old) / med(new),
+             "old_over_new_interval": [lo, hi]}
+        rows.append(r)
+        print(f"{r['workload']:<18}{r['stock_ms']:>10.1f}{r['old_ms']:>9.1f}"
+              f"{r['new_ms']:>9.1f}{r['old_over_new']:>8.3f}x"
+              f"{lo:>8.3f}-{hi:.3f}"
+              f"{r['stock_ms'] / r['old_ms']:>12.2f}x"
+              f"{r['stock_ms'] / r['new_ms']:>12.2f}x")
+    with open(os.path.join(out, "compare.json"), "w") as f:
+        json.dump({"python": python, "against": against, "runs": runs,
+                   "workloads": rows}, f, indent=1)
+
+
 def ratio_interval(a, b, level=0.90, resamples=2000):
     """Bootstrap interval of median(a) / median(b): how far the reported
     ratio could move with this host's noise.  Seeded, so that the same
@@ -360,6 +434,10 @@ def main():
     p.add_argument("--archive", help="use this archive (one workload)")
     p.add_argument("--quick", action="store_true",
                    help="only the workload rows, no bound or -c pass rows")
+    p.add_argument("--against", metavar="BUILDDIR",
+                   help="compare with another tree's build directory (its "
+                        "pycds and venv/bin/python): stock, that tree and "
+                        "this one, in one rotating run")
     a = p.parse_args()
 
     pycds = os.environ.get("PYCDS", "pycds")
@@ -369,6 +447,10 @@ def main():
         "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
         "rich_app.py")]
     os.makedirs(a.out, exist_ok=True)
+    if a.against:
+        compare_trees(pycds, python, os.path.abspath(a.against), scripts,
+                      a.runs, os.environ.get("PYCDS_LOADER"), a.out)
+        return
 
     # Archives are used from a tmpfs, as deployed: published by
     # pycds-loader on a huge-page tmpfs when root, else /dev/shm.  (On a

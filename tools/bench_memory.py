@@ -131,6 +131,62 @@ def measure(python, script, n, archive=None, **extra):
     return rows
 
 
+def compare_trees(pycds, python, against, scripts, n, rounds, loader, out):
+    """Old tree against new: each workload's archive built by each tree's
+    pycds for its own venv, published by one loader mount; rounds of
+    N stock, N old and N new processes, the order rotating."""
+    old_tool = os.path.join(against, "pycds")
+    old_python = os.path.join(against, "venv", "bin", "python")
+    for f in (old_tool, old_python):
+        if not os.access(f, os.X_OK):
+            raise SystemExit(f"bench-memory: --against {against}: no {f} "
+                             "(make all stage there first)")
+    src = os.path.abspath(os.path.join(out, "cmp-src"))
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    for s in scripts:
+        name = os.path.basename(s)[:-3]
+        for tool, py, suffix in ((pycds, python, ".pycds"),
+                                 (old_tool, old_python, ".against.pycds")):
+            subprocess.run([tool, "build", "-o", os.path.join(src, name + suffix),
+                            "--python", py, "--", py, "-c", RUNNER, s],
+                           check=True, capture_output=True, input="")
+    where = src
+    if loader and os.geteuid() == 0:
+        where = os.path.abspath(os.path.join(out, "cmp-mnt"))
+        os.makedirs(where, exist_ok=True)
+        subprocess.run([loader, "--mount", where, "--source", src],
+                       check=True, capture_output=True)
+    print(f"new tree: {pycds} with {python}; old tree: {against}; "
+          f"{rounds} rounds of {n} concurrent processes each, stock/old/new "
+          f"rotating; archives in {where}")
+    print(f"{'workload':<14}{'PSS stock':>11}{'PSS old':>11}{'PSS new':>11}"
+          f"{'new/old':>9}{'range new/old':>17}{'copied old':>12}"
+          f"{'copied new':>12}")
+    for s in scripts:
+        name = os.path.basename(s)[:-3]
+        variants = [(python, None), (old_python, os.path.join(
+            where, name + ".against.pycds")), (python, os.path.join(
+                where, name + ".pycds"))]
+        pss = [[] for _ in variants]
+        anon = [[] for _ in variants]
+        for i in range(rounds):
+            for j in range(3):
+                v = (i + j) % 3
+                rows = measure(variants[v][0], s, n, variants[v][1])
+                pss[v].append(sum(r["pss"] for r in rows))
+                if variants[v][1]:
+                    anon[v].append(statistics.median(r["Anonymous"]
+                                                     for r in rows))
+        med = statistics.median
+        ratios = sorted(b / a for a, b in zip(pss[1], pss[2]))
+        print(f"{name:<14}{med(pss[0]) / 1024:>9.1f}MB"
+              f"{med(pss[1]) / 1024:>9.1f}MB{med(pss[2]) / 1024:>9.1f}MB"
+              f"{med(pss[2]) / med(pss[1]):>8.3f}x"
+              f"{ratios[0]:>9.3f}-{ratios[-1]:.3f}"
+              f"{med(anon[1]):>10.0f}kB{med(anon[2]):>10.0f}kB")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workloads", nargs="*")
@@ -139,6 +195,12 @@ def main():
     ap.add_argument("--hash-seed", type=int, default=None,
                     help="also compare archives with stored hashes for "
                          "this PYTHONHASHSEED (see --help of pycds build)")
+    ap.add_argument("--against", metavar="BUILDDIR",
+                    help="compare with another tree's build directory (its "
+                         "pycds and venv/bin/python): stock, that tree and "
+                         "this one, rotating")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --against: rounds per workload")
     a = ap.parse_args()
     pycds = os.environ.get("PYCDS", "pycds")
     python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
@@ -148,6 +210,10 @@ def main():
         "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
         "rich_app.py")]
     os.makedirs(a.out, exist_ok=True)
+    if a.against:
+        compare_trees(pycds, python, os.path.abspath(a.against), scripts,
+                      a.n, a.rounds, loader, a.out)
+        return
     src = os.path.abspath(os.path.join(a.out, "src"))
     # Only this run's archives: the loader refuses to publish a stale one.
     shutil.rmtree(src, ignore_errors=True)
