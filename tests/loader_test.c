@@ -20,19 +20,20 @@
 
 static uint8_t *read_all(const char *path, size_t *size)
 {
-	struct stat st;
-	uint8_t *p;
-	int fd = open(path, O_RDONLY);
+	FILE *f = fopen(path, "rb");
+	uint8_t *p = NULL;
+	long n;
 
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) || !(p = malloc(st.st_size ? st.st_size : 1)) ||
-	    read(fd, p, st.st_size) != st.st_size) {
-		close(fd);
-		return NULL;
+	if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 &&
+	    !fseek(f, 0, SEEK_SET) && (p = malloc(n)) &&
+	    fread(p, 1, n, f) == (size_t)n)
+		*size = n;
+	else {
+		free(p);
+		p = NULL;
 	}
-	close(fd);
-	*size = st.st_size;
+	if (f)
+		fclose(f);
 	return p;
 }
 

@@ -101,16 +101,40 @@ def rotate(variants, runs, warmup=3):
     return times
 
 
+WORKLOADS = ("stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
+             "rich_app.py")
+
+
+def setup(workloads, out):
+    """The pycds tool, the interpreter and the workload scripts, from the
+    environment (PYCDS, PYCDS_PYTHON, PYCDS_WORKLOADS) and the command
+    line; OUT is created."""
+    pycds = os.environ.get("PYCDS", "pycds")
+    python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
+    wdir = os.environ.get("PYCDS_WORKLOADS", "tests/workloads")
+    os.makedirs(out, exist_ok=True)
+    return pycds, python, workloads or [os.path.join(wdir, w)
+                                        for w in WORKLOADS]
+
+
+def other_tree(builddir):
+    """The pycds tool and venv interpreter of another tree's build
+    directory, for --against."""
+    tool = os.path.join(builddir, "pycds")
+    python = os.path.join(builddir, "venv", "bin", "python")
+    for f in (tool, python):
+        if not os.access(f, os.X_OK):
+            raise SystemExit(f"{os.path.basename(sys.argv[0])}: --against "
+                             f"{builddir}: no {f} (make all stage there "
+                             "first)")
+    return tool, python
+
+
 def compare_trees(pycds, python, against, scripts, runs, loader, out):
     """Old tree against new in one run: each workload's archive built by
     each tree's pycds for its own venv, both published by one loader
     mount, then stock, old and new interleaved."""
-    old_tool = os.path.join(against, "pycds")
-    old_python = os.path.join(against, "venv", "bin", "python")
-    for f in (old_tool, old_python):
-        if not os.access(f, os.X_OK):
-            raise SystemExit(f"bench: --against {against}: no {f} "
-                             "(make all stage there first)")
+    old_tool, old_python = other_tree(against)
     srcdir = os.path.abspath(os.path.join(out, "cmp-src"))
     mnt = os.path.abspath(os.path.join(out, "cmp-mnt"))
     os.makedirs(srcdir, exist_ok=True)
@@ -440,13 +464,7 @@ def main():
                         "this one, in one rotating run")
     a = p.parse_args()
 
-    pycds = os.environ.get("PYCDS", "pycds")
-    python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
-    wdir = os.environ.get("PYCDS_WORKLOADS", "tests/workloads")
-    scripts = a.workloads or [os.path.join(wdir, w) for w in (
-        "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
-        "rich_app.py")]
-    os.makedirs(a.out, exist_ok=True)
+    pycds, python, scripts = setup(a.workloads, a.out)
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,
                       a.runs, os.environ.get("PYCDS_LOADER"), a.out)

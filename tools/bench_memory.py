@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from bench import other_tree, setup
+
 RUNNER = r"""
 import contextlib, io, runpy, sys
 script = sys.argv[1]
@@ -135,12 +137,7 @@ def compare_trees(pycds, python, against, scripts, n, rounds, loader, out):
     """Old tree against new: each workload's archive built by each tree's
     pycds for its own venv, published by one loader mount; rounds of
     N stock, N old and N new processes, the order rotating."""
-    old_tool = os.path.join(against, "pycds")
-    old_python = os.path.join(against, "venv", "bin", "python")
-    for f in (old_tool, old_python):
-        if not os.access(f, os.X_OK):
-            raise SystemExit(f"bench-memory: --against {against}: no {f} "
-                             "(make all stage there first)")
+    old_tool, old_python = other_tree(against)
     src = os.path.abspath(os.path.join(out, "cmp-src"))
     shutil.rmtree(src, ignore_errors=True)
     os.makedirs(src)
@@ -202,14 +199,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --against: rounds per workload")
     a = ap.parse_args()
-    pycds = os.environ.get("PYCDS", "pycds")
-    python = os.environ.get("PYCDS_PYTHON", "/usr/bin/python3")
+    pycds, python, scripts = setup(a.workloads, a.out)
     loader = os.environ.get("PYCDS_LOADER")
-    wdir = os.environ.get("PYCDS_WORKLOADS", "tests/workloads")
-    scripts = a.workloads or [os.path.join(wdir, w) for w in (
-        "stdlib6.py", "cli_tool.py", "requests_app.py", "jinja2_app.py",
-        "rich_app.py")]
-    os.makedirs(a.out, exist_ok=True)
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,
                       a.n, a.rounds, loader, a.out)
