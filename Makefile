@@ -22,7 +22,7 @@ CHROOT ?= $(if $(wildcard $(PYTHON)),,$(shell sh tools/chroot.sh suite $(PYTHON)
 ifneq ($(CHROOT),)
 GOALS := $(or $(MAKECMDGOALS),all)
 $(firstword $(GOALS)):
-	sh tools/chroot.sh run $(CHROOT) $(MAKE) --no-print-directory $(GOALS) PYTHON=$(PYTHON) CHROOT=
+	sh tools/chroot.sh run $(CHROOT) $(MAKE) --no-print-directory $(GOALS) $(MAKEOVERRIDES) PYTHON=$(PYTHON) CHROOT=
 $(wordlist 2,99,$(GOALS)):
 	@:
 .PHONY: $(GOALS)

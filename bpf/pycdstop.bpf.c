@@ -117,8 +117,15 @@ int BPF_USDT(import_done, void *name, int found)
 	self = dur - f->child[d & (PYCDS_MAX_DEPTH - 1)];
 	if (self > dur)
 		self = 0;
-	if (d > 0)
-		f->child[(d - 1) & (PYCDS_MAX_DEPTH - 1)] += dur;
+	if (d > 0) {
+		__u32 up = d - 1;
+
+		/* Hide up's range from the compiler, so that the mask the
+		 * verifier needs to bound the index stays in the program
+		 * (clang 21 drops it, knowing d is below the depth). */
+		__asm__ volatile("" : "+r"(up));
+		f->child[up & (PYCDS_MAX_DEPTH - 1)] += dur;
+	}
 	p = proc_get(tgid, 1);
 	if (!p)
 		return 0;

@@ -189,6 +189,7 @@ enum pycds_image_kind {
 	PYCDS_IMG_FALSE,
 	PYCDS_IMG_ELLIPSIS,
 	PYCDS_IMG_STATIC,	/* a static str/bytes/int/float/complex/tuple */
+	PYCDS_IMG_TYPE_SLICE,	/* 3.14+: compilers fold constant slices */
 	PYCDS_IMG_NR_KINDS,
 };
 

@@ -34,7 +34,7 @@ def facts(python):
 
 mine = facts(PYTHON)
 pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-others = ["/usr/bin/python3.11", "/usr/bin/python3.13",
+others = [*sorted(glob.glob("/usr/bin/python3.1?")),
           *sorted(glob.glob(os.path.join(pyenv, "versions", "3.1*", "bin",
                                          "python3.1*")))]
 other = None
@@ -43,8 +43,10 @@ for cand in others:
                                                                 os.X_OK):
         continue
     f = facts(cand)
-    # Versions pycds builds for (userspace/pycds_py.h).
-    if f and f[1].rsplit(".", 1)[0] in ("3.11", "3.12", "3.13") and mine and f[1].rsplit(".", 1)[0] != mine[1].rsplit(".", 1)[0]:
+    # Versions pycds builds for (userspace/compat/compat.h).
+    if f and f[1].rsplit(".", 1)[0] in ("3.11", "3.12", "3.13", "3.14",
+                                        "3.15") and mine and \
+            f[1].rsplit(".", 1)[0] != mine[1].rsplit(".", 1)[0]:
         other, other_facts = cand, f
         break
 if not mine:

@@ -9,7 +9,9 @@
 #endif
 
 /* The interpreter's immortal value: Py_INCREF/Py_DECREF never write. */
+#ifndef PYCDS_REFCNT
 #define PYCDS_REFCNT ((Py_ssize_t)_Py_IMMORTAL_REFCNT)
+#endif
 #define PYCDS_WRITES_EVERY_TOUCHED_OBJECT 0
 #define PYCDS_RUNS_BODY_COPIES 0
 

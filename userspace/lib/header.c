@@ -281,6 +281,7 @@ const char *pycds_image_kind_name(unsigned int kind)
 		[PYCDS_IMG_FALSE] = "False",
 		[PYCDS_IMG_ELLIPSIS] = "Ellipsis",
 		[PYCDS_IMG_STATIC] = "static object",
+		[PYCDS_IMG_TYPE_SLICE] = "slice type",
 	};
 
 	return kind && kind < PYCDS_IMG_NR_KINDS ? names[kind] : "?";

@@ -350,7 +350,8 @@ static uint32_t kind_at(const uint32_t *slots, const uint32_t *kinds,
 
 static int is_type_kind(uint32_t k)
 {
-	return k >= PYCDS_IMG_TYPE_STR && k <= PYCDS_IMG_TYPE_CODE;
+	return (k >= PYCDS_IMG_TYPE_STR && k <= PYCDS_IMG_TYPE_CODE) ||
+	       k == PYCDS_IMG_TYPE_SLICE;
 }
 
 int pycds_module_check_deep(const struct pycds_archive *ar, uint32_t idx,

@@ -245,6 +245,8 @@ PyTypeObject *pycds_image_type(unsigned int kind)
 	case PYCDS_IMG_TYPE_TUPLE: return &PyTuple_Type;
 	case PYCDS_IMG_TYPE_FROZENSET: return &PyFrozenSet_Type;
 	case PYCDS_IMG_TYPE_CODE: return &PyCode_Type;
+	case PYCDS_IMG_TYPE_SLICE:
+		return PYCDS_HAS_SLICE_CONSTANTS ? &PySlice_Type : NULL;
 	default: return NULL;
 	}
 }

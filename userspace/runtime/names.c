@@ -112,6 +112,8 @@ PyObject *name_resolve(struct pycds_session *rt, uint32_t idx, char *err,
 	t = o;
 	Py_INCREF(t);
 	PyUnicode_InternInPlace(&t);
+	if (t == o)
+		pycds_str_interned_keep(o);
 	if (t != o && redirect_add(rt, idx, t)) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -139,3 +141,48 @@ int names_prepare(struct pycds_session *rt, char *err, size_t errlen)
 	rt->redirects.val_size = sizeof(PyObject *);
 	return 0;
 }
+
+#if PYCDS_INTERNED_FREED_AT_EXIT
+/*
+ * Before finalization: any archived str of a module in use that some code
+ * interned (sys.intern() of a constant) is kept from being freed, as the
+ * pool's entries are when they are interned.  Its page was written by the
+ * interning already; the others are only read.
+ */
+static void keep_interned(void *data)
+{
+	struct pycds_session *rt = data;
+	const struct pycds_image_reloc *images;
+	uint32_t i, k;
+
+	if (!rt->map)
+		return;
+	images = pycds_ptr(&rt->ar, rt->ar.hdr->images_off);
+	for (i = 0; i < rt->ar.hdr->nr_modules; i++) {
+		const struct pycds_module *m = pycds_module_get(&rt->ar, i);
+
+		if (rt->state[i] != MOD_READY)
+			continue;
+		for (k = 0; k < m->image_count; k++) {
+			const struct pycds_image_reloc *r =
+				&images[m->image_first + k];
+
+			if (r->kind == PYCDS_IMG_TYPE_STR)
+				pycds_str_interned_keep(pycds_ptr(
+					&rt->ar,
+					r->slot - offsetof(PyObject, ob_type)));
+		}
+	}
+}
+
+int names_keep_at_exit(struct pycds_session *rt)
+{
+	return PyUnstable_AtExit(PyInterpreterState_Get(), keep_interned, rt);
+}
+#else
+int names_keep_at_exit(struct pycds_session *rt)
+{
+	(void)rt;
+	return 0;
+}
+#endif

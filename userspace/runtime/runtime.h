@@ -132,6 +132,7 @@ PyObject *name_resolved(struct pycds_session *rt, uint32_t idx);
 PyObject *name_resolve(struct pycds_session *rt, uint32_t idx, char *err,
 		       size_t errlen);
 int names_prepare(struct pycds_session *rt, char *err, size_t errlen);
+int names_keep_at_exit(struct pycds_session *rt);
 
 /* prepare.c */
 PyObject *module_prepare(struct pycds_session *rt, uint32_t idx,

@@ -107,6 +107,8 @@ static int enable_path(struct pycds_session *rt, PyObject *module,
 	Py_XSETREF(rt->module, Py_NewRef(module));
 	if (install_get_code(rt))
 		return -1;
+	if (names_keep_at_exit(rt))
+		return -1;
 	rt->enabled = 1;
 	Py_CLEAR(rt->error);
 	{

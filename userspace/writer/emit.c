@@ -151,7 +151,7 @@ static long new_object(struct writer *w, unsigned int region, size_t size,
 	o = (PyObject *)at(w, region, base + pre);
 	if (copy_from)
 		memcpy(o, copy_from, copy_from_size);
-	o->ob_refcnt = PYCDS_REFCNT;
+	pycds_set_refcnt(o);
 	o->ob_type = NULL;
 	t = image_ref(w, type_kind, type);
 	if (put_ref(w, region, base + pre + offsetof(PyObject, ob_type), &t))
@@ -221,10 +221,21 @@ static int emit_tuple(struct writer *w, PyObject *o, unsigned int region,
 	Py_ssize_t i, n = PyTuple_GET_SIZE(o);
 	size_t size = offsetof(PyTupleObject, ob_item) + n * sizeof(void *);
 
+	Py_hash_t hash;
+
 	*off = new_object(w, region, size, 1, &PyTuple_Type,
 			  PYCDS_IMG_TYPE_TUPLE, sizeof(PyVarObject), o);
 	if (*off < 0)
 		return -1;
+	/* Where tuples cache their hash (3.14+): the same in every process
+	 * when nothing in it depends on the seed, else not computed. */
+	hash = -1;
+	if (PYCDS_HAS_TUPLE_HASH && (w->hashes || seed_free(o, 0))) {
+		hash = PyObject_Hash(o);
+		if (hash == -1)
+			PyErr_Clear();
+	}
+	pycds_tuple_set_hash((PyTupleObject *)at(w, region, *off), hash);
 	for (i = 0; i < n; i++) {
 		struct ref r;
 
@@ -235,6 +246,33 @@ static int emit_tuple(struct writer *w, PyObject *o, unsigned int region,
 			    &r))
 			return -1;
 	}
+	return 0;
+}
+
+/* A slice (3.14+ compilers fold constant ones): start, stop, step. */
+static int emit_slice(struct writer *w, PyObject *o, unsigned int region,
+		      long *off)
+{
+	PySliceObject *s = (PySliceObject *)o, *d;
+	struct ref r;
+
+	*off = new_object(w, region, sizeof(PySliceObject),
+			  PyType_IS_GC(&PySlice_Type), &PySlice_Type,
+			  PYCDS_IMG_TYPE_SLICE, sizeof(PyObject), o);
+	if (*off < 0)
+		return -1;
+	d = (PySliceObject *)at(w, region, *off);
+	d->start = d->stop = d->step = NULL;
+#define FIELD(f)                                                             \
+	do {                                                                 \
+		if (emit(w, s->f, PYCDS_REGION_DATA, &r) ||                  \
+		    put_ref(w, region, *off + offsetof(PySliceObject, f), &r)) \
+			return -1;                                           \
+	} while (0)
+	FIELD(start);
+	FIELD(stop);
+	FIELD(step);
+#undef FIELD
 	return 0;
 }
 
@@ -505,6 +543,8 @@ int emit(struct writer *w, PyObject *o, unsigned int region,
 	} else if (PyFrozenSet_CheckExact(o)) {
 		ret = emit_frozenset(w, o, region, &off);
 		r.frozenset = rebuilt(w, o);
+	} else if (PYCDS_HAS_SLICE_CONSTANTS && PySlice_Check(o)) {
+		ret = emit_slice(w, o, region, &off);
 	} else {
 		ret = left_out(w, "%s constant", Py_TYPE(o)->tp_name);
 	}
