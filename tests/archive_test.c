@@ -371,7 +371,7 @@ TEST_F(archive, rejects_intern_fixup_not_matching_pool)
 	EXPECT_EQ(-3, full_check(&self->s, NULL));
 }
 
-/* Module flags: the package and sourceless bits, and nothing else. */
+/* Module flags: the package, sourceless and warns bits, and nothing else. */
 TEST_F(archive, accepts_known_module_flags_only)
 {
 	struct pycds_header *h = (void *)self->s.buf;
@@ -381,7 +381,8 @@ TEST_F(archive, accepts_known_module_flags_only)
 	for (bit = 0; bit < 32; bit++) {
 		m[1].flags = 1u << bit;
 		synth_sums(&self->s);
-		if (m[1].flags & (PYCDS_MOD_PACKAGE | PYCDS_MOD_SOURCELESS)) {
+		if (m[1].flags & (PYCDS_MOD_PACKAGE | PYCDS_MOD_SOURCELESS |
+				  PYCDS_MOD_WARNS)) {
 			EXPECT_EQ(0, full_check(&self->s, NULL))
 				TH_LOG("flag bit %u refused", bit);
 		} else {

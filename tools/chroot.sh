@@ -72,10 +72,10 @@ create() {
 	suite=$1
 	dir=$ROOT/$suite
 	pk=$(packages "$suite")
-	[ "$(id -u)" = 0 ] || die "building a chroot needs root"
 	if [ -f "$dir/.pycds-ready" ] && [ "$(cat "$dir/.pycds-ready")" = "$(echo $pk)" ]; then
 		return 0
 	fi
+	[ "$(id -u)" = 0 ] || die "building a chroot needs root"
 	command -v debootstrap >/dev/null || {
 		echo "installing debootstrap"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -122,7 +122,7 @@ refresh() {
 run() {
 	suite=$1; shift
 	dir=$ROOT/$suite
-	[ -f "$dir/.pycds-ready" ] || create "$suite"
+	create "$suite"
 	exec unshare --mount --propagation private /bin/sh -eu -c '
 		dir=$1 tree=$2; shift 2
 		mount --rbind /proc "$dir/proc"

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import types
+import warnings
 
 
 def fail(msg):
@@ -95,11 +96,17 @@ def compile_module(name, origin):
             return None, f"{origin} does not hold a code object"
         return (name, origin, is_package, int(st.st_mtime), st.st_size,
                 code, True), None
-    try:
-        code = compile(data, origin, "exec", dont_inherit=True, optimize=-1)
-    except (SyntaxError, ValueError) as e:
-        return None, f"does not compile: {e}"
-    return (name, origin, is_package, int(st.st_mtime), st.st_size, code), None
+    # What compiling it warns (SyntaxWarning): the archive says so, and a
+    # process then serves it only where it would read a valid .pyc.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = compile(data, origin, "exec", dont_inherit=True,
+                           optimize=-1)
+        except (SyntaxError, ValueError) as e:
+            return None, f"does not compile: {e}"
+    return (name, origin, is_package, int(st.st_mtime), st.st_size, code,
+            False, bool(caught)), None
 
 
 def code_names(codes):

@@ -126,6 +126,12 @@ struct pycds_header {
 /* The module came from a sourceless .pyc: origin is that file, and
  * src_mtime/src_size are its own. */
 #define PYCDS_MOD_SOURCELESS	0x2u
+/* Compiling the source emits warnings (a SyntaxWarning): a process serves
+ * the module only where it would read a valid .pyc instead, so that where
+ * the interpreter would compile it, it does, and warns. */
+#define PYCDS_MOD_WARNS		0x4u
+#define PYCDS_MOD_KNOWN		(PYCDS_MOD_PACKAGE | PYCDS_MOD_SOURCELESS | \
+				 PYCDS_MOD_WARNS)
 
 /*
  * One module.  Its objects lie in one span of each region, and its entries

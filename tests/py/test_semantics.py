@@ -175,7 +175,7 @@ def interned(x):
     return sys.intern(f) is x
 
 R["file"] = [m.__file__ for m in MODS]
-R["cached"] = [m.__cached__ for m in MODS]
+R["cached"] = [getattr(m, "__cached__", "<unset>") for m in MODS]
 R["name"] = [m.__name__ for m in MODS]
 R["package"] = [m.__package__ for m in MODS]
 R["spec"] = [[m.__spec__.name, m.__spec__.origin, m.__spec__.parent,

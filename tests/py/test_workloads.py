@@ -2,7 +2,8 @@
 """Each workload, stock and from its archive: the archive is built under
 one hash seed and used under others; stdout byte-identical and the same
 exit status, no pycds: line, and at least 95% of the modules the process
-loads from source served from the archive (_pycds.stats()['hits'])."""
+loads from source served from the archive (_pycds.stats()['hits']).  A
+second build of the same command gives the same bytes."""
 import os
 
 from pycdslib import (PYTHON, WORKLOADS, STATS_RUNNER, Tap, build, describe,
@@ -17,9 +18,10 @@ WORKLOADS_NEEDS = {
     "requests_app": "requests",
     "jinja2_app": "jinja2",
     "rich_app": "rich",
+    "lazy_app": None,
 }
 SEEDS = ["random", "123", "4242"]   # archives are built under seed 0
-PER = 3 + 2 * len(SEEDS) + 4
+PER = 3 + 2 * len(SEEDS) + 5
 t = Tap(len(WORKLOADS_NEEDS) * PER)
 tmp = scratch()
 
@@ -48,6 +50,14 @@ for name, needs in WORKLOADS_NEEDS.items():
          f"{name}.py succeeds", describe(b))
     t.ok(not pycds_lines(run([PYTHON, script]).stderr),
          f"{name}: stock run has no pycds: line")
+    again = os.path.join(tmp, name + "-again.pycds")
+    b2 = build(again, ["--", PYTHON, script])
+    same = False
+    if built and b2.returncode == 0:
+        with open(archive, "rb") as f1, open(again, "rb") as f2:
+            same = f1.read() == f2.read()
+    t.ok(same, f"{name}: built again, the archive is byte-identical",
+         describe(b2))
 
     for seed in SEEDS:
         if not built:

@@ -684,10 +684,12 @@ static int cmd_inspect(int argc, char **argv)
 			const char *n = pycds_module_name(&ar, m, &nl);
 			const char *o = pycds_module_origin(&ar, m, &ol);
 
-			printf("  %-40.*s %.*s%s%s\n", (int)nl, n, (int)ol, o,
+			printf("  %-40.*s %.*s%s%s%s\n", (int)nl, n, (int)ol, o,
 			       m->flags & PYCDS_MOD_PACKAGE ? " (package)" : "",
 			       m->flags & PYCDS_MOD_SOURCELESS ? " (sourceless)"
-							       : "");
+							       : "",
+			       m->flags & PYCDS_MOD_WARNS ? " (compile warns)"
+							  : "");
 		}
 	}
 	munmap((void *)ar.base, ar.size);

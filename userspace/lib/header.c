@@ -169,7 +169,7 @@ int pycds__module_entry_check(const struct pycds_archive *ar, uint32_t idx,
 		return fail(err, errlen, "module %u: origin out of bounds", idx);
 	if (m->reserved)
 		return fail(err, errlen, "module %u: reserved field not zero", idx);
-	if (m->flags & ~(PYCDS_MOD_PACKAGE | PYCDS_MOD_SOURCELESS))
+	if (m->flags & ~PYCDS_MOD_KNOWN)
 		return fail(err, errlen, "module %u: unknown flags 0x%x", idx,
 			    m->flags);
 	for (r = 0; r < PYCDS_NR_REGIONS; r++) {

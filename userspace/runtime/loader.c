@@ -73,6 +73,46 @@ static int source_fresh(struct pycds_session *rt, const struct pycds_module *m)
 	       (uint64_t)st.st_size == m->src_size;
 }
 
+/*
+ * Would the stock loader read a valid .pyc for @path, the source of @m?
+ * For modules whose compile warns: where it would compile the source
+ * instead (no .pyc where it looks, as under a fresh sys.pycache_prefix,
+ * or one for another source), it must, and warn.  A timestamp-based .pyc
+ * of this interpreter for this source's mtime and size is valid; a
+ * hash-based one is left to the stock loader to judge.
+ */
+static int pyc_would_load(const struct pycds_module *m, PyObject *path)
+{
+	PyObject *bx = PyImport_ImportModule("_frozen_importlib_external");
+	PyObject *cached = bx ? PyObject_CallMethod(bx, "cache_from_source",
+						    "O", path)
+			      : NULL;
+	long magic = PyImport_GetMagicNumber();
+	const char *c;
+	unsigned char h[16];
+	uint32_t flags, mtime, size;
+	FILE *f;
+	int ok = 0;
+
+	Py_XDECREF(bx);
+	c = cached ? PyUnicode_AsUTF8(cached) : NULL;
+	if (c && (f = fopen(c, "rb"))) {
+		ok = fread(h, 1, sizeof(h), f) == sizeof(h);
+		fclose(f);
+	}
+	Py_XDECREF(cached);
+	PyErr_Clear();
+	if (!ok || magic == -1)
+		return 0;
+	memcpy(&flags, h + 4, 4);
+	memcpy(&mtime, h + 8, 4);
+	memcpy(&size, h + 12, 4);
+	return h[0] == (magic & 0xff) && h[1] == ((magic >> 8) & 0xff) &&
+	       h[2] == ((magic >> 16) & 0xff) && h[3] == ((magic >> 24) & 0xff) &&
+	       flags == 0 && mtime == (uint32_t)m->src_mtime &&
+	       size == (uint32_t)m->src_size;
+}
+
 /* Note @idx served: _pycds.stats()["served"] names each module once, in
  * the order they were first served. */
 static void served_note(struct pycds_session *rt, long idx, PyObject *name)
@@ -137,12 +177,19 @@ static PyObject *archive_get_code(struct pycds_session *rt, PyObject *self,
 		rt->ctr.misses++;
 		goto fallback;
 	}
-	Py_DECREF(path);
 	if (!source_fresh(rt, m)) {
+		Py_DECREF(path);
 		rt->ctr.stale++;
 		STAP_PROBE1(pycds, module__stale, probe_name(name));
 		goto fallback;
 	}
+	if ((m->flags & PYCDS_MOD_WARNS) && !pyc_would_load(m, path)) {
+		Py_DECREF(path);
+		rt->ctr.misses++;
+		STAP_PROBE1(pycds, module__missed, probe_name(name));
+		goto fallback;
+	}
+	Py_DECREF(path);
 	code = module_prepare(rt, (uint32_t)idx, probe_name(name));
 	if (!code) {
 		rt->ctr.misses++;

@@ -233,7 +233,8 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		nameoff += len;
 
 		me[i].flags = (m->is_package ? PYCDS_MOD_PACKAGE : 0) |
-			      (m->sourceless ? PYCDS_MOD_SOURCELESS : 0);
+			      (m->sourceless ? PYCDS_MOD_SOURCELESS : 0) |
+			      (m->warns ? PYCDS_MOD_WARNS : 0);
 		me[i].src_mtime = m->mtime;
 		me[i].src_size = m->size;
 		me[i].root = l.region_off[m->root.region] + m->root.off;

@@ -58,9 +58,10 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  *	       ran=None)
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
- * [, sourceless]), in the order a process is expected to import them:
+ * [, sourceless[, warns]]), in the order a process is expected to import them:
  * objects and names are laid out in that order.  sourceless: origin is a
- * .pyc with no source, and mtime and size are its own.
+ * .pyc with no source, and mtime and size are its own.  warns: compiling
+ * the source emits warnings (served only where a valid .pyc would be read).
  * preinterned: a set of the names a process has interned before it
  * imports from the archive; objects whose slots it will rewrite to point
  * to those are laid out with the objects it writes.
@@ -145,13 +146,14 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 		long long mtime;
 		unsigned long long size;
 
-		m->sourceless = 0;
+		m->sourceless = m->warns = 0;
 		if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i),
-				      "UUpLKO!|p;module entries are (name, origin, "
-				      "is_package, mtime, size, code[, sourceless])",
+				      "UUpLKO!|pp;module entries are (name, origin, "
+				      "is_package, mtime, size, code[, sourceless"
+				      "[, warns]])",
 				      &m->name, &m->origin, &m->is_package,
 				      &mtime, &size, &PyCode_Type, &code,
-				      &m->sourceless))
+				      &m->sourceless, &m->warns))
 			goto out;
 		m->mtime = mtime;
 		m->size = size;

@@ -59,6 +59,7 @@ struct wmodule {
 	PyObject *name, *origin;
 	int is_package;
 	int sourceless;
+	int warns;		/* compiling the source warns */
 	int64_t mtime;
 	uint64_t size;
 	uint32_t start[PYCDS_NR_REGIONS], end[PYCDS_NR_REGIONS];
