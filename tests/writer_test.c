@@ -115,10 +115,12 @@ static int write_archive(const char *path, unsigned long long base,
 	Py_XDECREF(mod);
 	if (!res) {
 		PyObject *type, *value, *tb, *s;
+		const char *txt;
 
 		PyErr_Fetch(&type, &value, &tb);
 		s = value ? PyObject_Str(value) : NULL;
-		snprintf(why, len, "%s", s ? PyUnicode_AsUTF8(s) : "error");
+		txt = s ? PyUnicode_AsUTF8(s) : NULL;
+		snprintf(why, len, "%s", txt ? txt : "error");
 		PyErr_Clear();
 		Py_XDECREF(s);
 		Py_XDECREF(type);

@@ -97,7 +97,7 @@ def without_info(stderr):
                    if not line.startswith("INFO "))
 
 
-t = Tap(24)
+t = Tap(25)
 tmp = scratch()
 write_tree(tmp, {"consts.py": CONSTS, "app.py": APP})
 app = os.path.join(tmp, "app.py")
@@ -205,3 +205,25 @@ for bad in ("-1", "x", "4294967296", ""):
          not os.path.exists(os.path.join(tmp, "bad.pycds")),
          f"--hash-seed {bad!r}: usage error in one line, nothing written",
          describe(p))
+
+# Ellipsis hashes by its address, which moves with a position-independent
+# interpreter: even with stored hashes, a frozenset holding it is rebuilt
+# and a tuple holding it caches no hash.  (Its own archive: the order of
+# such a frozenset, and so the bytes, differ from one compile to the next.)
+write_tree(tmp, {"addr.py": (
+    "def by_address(x):\n"
+    "    return (x in {..., 'dots', 1},\n"
+    "            {tuple([..., 0]): 't'}.get((..., 0)))\n"),
+    "app2.py": ("import addr\n"
+                "print(addr.by_address(Ellipsis), addr.by_address('dots'),\n"
+                "      addr.by_address(2))\n")})
+app2 = os.path.join(tmp, "app2.py")
+addr = os.path.join(tmp, "addr.pycds")
+b = run([PYCDS, "build", "--hash-seed", "7", "-o", addr, "--python", PYTHON,
+         "--", PYTHON, app2], cwd=tmp, PYTHONHASHSEED="7")
+stock = run([PYTHON, app2], cwd=tmp, PYTHONHASHSEED="7")
+arch = run([PYTHON, app2], cwd=tmp, PYTHONHASHSEED="7", PYCDS_ARCHIVE=addr)
+t.ok(b.returncode == 0 and stock.returncode == 0 and
+     arch.stdout == stock.stdout and not pycds_lines(arch.stderr),
+     "seed 7: constants holding Ellipsis (hashed by address) look up as "
+     "stock's", diff(stock.stdout, arch.stdout) + describe(b) + describe(arch))

@@ -136,7 +136,7 @@ static int find_pycds_lib(const char *python, const char *real, char *out,
 		glob_t g;
 		int found;
 
-		if (snprintf(pat, sizeof(pat), "%s/_pycds.cpython-%s*.so",
+		if (snprintf(pat, sizeof(pat), "%s/_pycds.cpython-%s-*.so",
 			     dirs[i], tag) >= (int)sizeof(pat) ||
 		    glob(pat, 0, NULL, &g))
 			continue;

@@ -221,7 +221,8 @@ static int module_slots_detail(const struct pycds_archive *ar,
 			continue;
 		v = load_slot(ar, images[i].slot) + img->bias;
 		if (kind == PYCDS_IMG_STATIC ? !static_ok(img, v)
-					     : v != img->expect[kind])
+					     : !img->expect[kind] ||
+						       v != img->expect[kind])
 			return fail(err, errlen,
 				    "module %u: image slot %u does not point to a %s",
 				    idx, i, pycds_image_kind_name(kind));

@@ -83,17 +83,24 @@ static int source_fresh(struct pycds_session *rt, const struct pycds_module *m)
  */
 static int pyc_would_load(const struct pycds_module *m, PyObject *path)
 {
-	PyObject *bx = PyImport_ImportModule("_frozen_importlib_external");
-	PyObject *cached = bx ? PyObject_CallMethod(bx, "cache_from_source",
-						    "O", path)
-			      : NULL;
 	long magic = PyImport_GetMagicNumber();
+	PyObject *bx, *cached = NULL;
 	const char *c;
 	unsigned char h[16];
 	uint32_t flags, mtime, size;
 	FILE *f;
 	int ok = 0;
 
+	if (magic == -1) {
+		PyErr_Clear();
+		return 0;
+	}
+	/* From sys.modules, not through __import__ (no import hook runs). */
+	bx = PyUnicode_FromString("_frozen_importlib_external");
+	if (bx)
+		Py_SETREF(bx, PyImport_GetModule(bx));
+	if (bx)
+		cached = PyObject_CallMethod(bx, "cache_from_source", "O", path);
 	Py_XDECREF(bx);
 	c = cached ? PyUnicode_AsUTF8(cached) : NULL;
 	if (c && (f = fopen(c, "rb"))) {
@@ -102,7 +109,7 @@ static int pyc_would_load(const struct pycds_module *m, PyObject *path)
 	}
 	Py_XDECREF(cached);
 	PyErr_Clear();
-	if (!ok || magic == -1)
+	if (!ok)
 		return 0;
 	memcpy(&flags, h + 4, 4);
 	memcpy(&mtime, h + 8, 4);

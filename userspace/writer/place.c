@@ -96,12 +96,52 @@ int seed_free(PyObject *o, unsigned int depth)
 	return 0;
 }
 
+/*
+ * Is @o's hash the same in every process that can use the archive: as
+ * seed_free(), and with stored hashes (--hash-seed: every process runs
+ * under the archive's seed) str and bytes too.  Objects hashed by
+ * address never are.
+ */
+int hash_stable(struct writer *w, PyObject *o, unsigned int depth)
+{
+	Py_ssize_t i;
+
+	if (!w->hashes)
+		return seed_free(o, depth);
+	if (depth > MAX_DEPTH)
+		return 0;
+	if (PyUnicode_CheckExact(o) || PyBytes_CheckExact(o))
+		return 1;
+	if (PyTuple_CheckExact(o)) {
+		for (i = 0; i < PyTuple_GET_SIZE(o); i++)
+			if (!hash_stable(w, PyTuple_GET_ITEM(o, i), depth + 1))
+				return 0;
+		return 1;
+	}
+	if (PyFrozenSet_CheckExact(o)) {
+		PyObject *it = PyObject_GetIter(o), *v;
+		int ok = it != NULL;
+
+		while (ok && (v = PyIter_Next(it))) {
+			ok = hash_stable(w, v, depth + 1);
+			Py_DECREF(v);
+		}
+		Py_XDECREF(it);
+		if (PyErr_Occurred()) {
+			PyErr_Clear();
+			ok = 0;
+		}
+		return ok;
+	}
+	return seed_free(o, depth);
+}
+
 /* Must a process rebuild frozenset @o for its hash seed?  Not when the
  * archive stores hashes for its seed, nor when no hash in it depends on
  * the seed: then the archived table is the one it would build. */
 int rebuilt(struct writer *w, PyObject *o)
 {
-	return PyFrozenSet_CheckExact(o) && !w->hashes && !seed_free(o, 0);
+	return PyFrozenSet_CheckExact(o) && !hash_stable(w, o, 0);
 }
 
 /* Will a process rewrite a slot that holds @v? */
