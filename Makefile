@@ -45,13 +45,17 @@ endif
 # and a hash of its real path, version string and include directory: two
 # venvs of different versions, or a pyenv and a Debian interpreter with
 # the same file name, never share objects.
-PY_FACTS := $(shell $(PYTHON) -c 'import hashlib, os, sys, sysconfig as s; inc = s.get_paths()["include"]; real = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable); ident = "\0".join((real, sys.version, inc, sys.abiflags)); print(inc, s.get_config_var("EXT_SUFFIX"), s.get_paths()["purelib"], "%s%s-%d.%d.%d-%s" % (sys.implementation.cache_tag, sys.abiflags, *sys.version_info[:3], hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:8]), "%d.%d" % sys.version_info[:2], real)' 2>/dev/null)
+PY_FACTS := $(shell $(PYTHON) -c 'import hashlib, os, sys, sysconfig as s; inc = s.get_paths()["include"]; real = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable); ident = "\0".join((real, sys.version, inc, sys.abiflags)); print(inc, s.get_config_var("EXT_SUFFIX"), s.get_paths()["purelib"], "%s%s-%d.%d.%d-%s" % (sys.implementation.cache_tag, sys.abiflags, *sys.version_info[:3], hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:8]), "%d.%d" % sys.version_info[:2], real, s.get_config_var("LIBDIR") or "-", s.get_config_var("LDVERSION") or "-", s.get_config_var("LIBS") or "", s.get_config_var("SYSLIBS") or "")' 2>/dev/null)
 PY_INCLUDE := $(word 1,$(PY_FACTS))
 EXT_SUFFIX := $(word 2,$(PY_FACTS))
 PY_SITE := $(word 3,$(PY_FACTS))
 PY_IDENT := $(or $(word 4,$(PY_FACTS)),unknown)
 PY_MM := $(word 5,$(PY_FACTS))
 PY_REAL := $(word 6,$(PY_FACTS))
+# Linking libpython into a test program (tests/writer_test.c).
+PY_LIBDIR := $(word 7,$(PY_FACTS))
+PY_EMBED_LIBS := -L$(PY_LIBDIR) -Wl,-rpath,$(PY_LIBDIR) -lpython$(word 8,$(PY_FACTS)) \
+	$(wordlist 9,100,$(PY_FACTS))
 BUILD ?= build/$(PY_IDENT)
 
 WERROR ?= -Werror
@@ -206,15 +210,14 @@ $(BUILD)/tests/loader_test: tests/loader_test.c $(BUILD)/obj/loader/stage.o $(RE
 
 # The writer in an embedded interpreter: the extension's objects linked
 # in, with libpython.
-PY_EMBED := $(shell $(PYTHON) -c 'import os, sys, sysconfig as s; v = s.get_config_var; d = v("LIBDIR"); print(os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable), "-L%s -Wl,-rpath,%s -lpython%s %s %s" % (d, d, v("LDVERSION"), v("LIBS"), v("SYSLIBS")))' 2>/dev/null)
 $(BUILD)/tests/writer_test: tests/writer_test.c $(EXT_OBJS) $(LIB) $(KSFT_HDR)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) -Iuserspace -I$(PY_INCLUDE) -I$(KSFT_DIR) $(CFLAGS) \
 		$(KSFT_CFLAGS) -Wno-missing-field-initializers \
-		-DPYCDS_TEST_PYTHON='"$(word 1,$(PY_EMBED))"' \
+		-DPYCDS_TEST_PYTHON='"$(PY_REAL)"' \
 		$< $(EXT_OBJS) $(LIB) $(XXHASH_LIBS) $(URING_STATIC) \
-		$(wordlist 2,100,$(PY_EMBED)) -o $@
+		$(PY_EMBED_LIBS) -o $@
 
 # A private venv of PYTHON with _pycds and its hook, so tests exercise the
 # real PYCDS_ARCHIVE start-up path without touching the system.

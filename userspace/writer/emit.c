@@ -230,7 +230,7 @@ static int emit_tuple(struct writer *w, PyObject *o, unsigned int region,
 	/* Where tuples cache their hash (3.14+): the same in every process
 	 * when nothing in it depends on the seed, else not computed. */
 	hash = -1;
-	if (PYCDS_HAS_TUPLE_HASH && hash_stable(w, o, 0)) {
+	if (PYCDS_HAS_TUPLE_HASH && hash_stable(w, o)) {
 		hash = PyObject_Hash(o);
 		if (hash == -1)
 			PyErr_Clear();
@@ -300,7 +300,7 @@ static int emit_frozenset(struct writer *w, PyObject *o, unsigned int region,
 	if (stored_hash(w, o, &hash))
 		return -1;
 	/* The same in every process: stored even without --hash-seed. */
-	if (hash == -1 && seed_free(o, 0)) {
+	if (hash == -1 && seed_free(o)) {
 		hash = PyObject_Hash(o);
 		if (hash == -1)
 			PyErr_Clear();

@@ -55,11 +55,12 @@ void hot_reset(struct writer *w)
 }
 
 /*
- * Is @o's hash the same in every process: no str or bytes in it (their
- * hashes follow the seed), nor an object hashed by address (None and
- * Ellipsis on some versions, a NaN)?
+ * Is @o's hash the same in every process: no object in it hashed by
+ * address (None and Ellipsis on some versions, a NaN), and, unless
+ * @seeded (every process runs under one seed), no str or bytes, whose
+ * hashes follow the seed?
  */
-int seed_free(PyObject *o, unsigned int depth)
+static int stable(PyObject *o, int seeded, unsigned int depth)
 {
 	Py_ssize_t i;
 
@@ -67,6 +68,8 @@ int seed_free(PyObject *o, unsigned int depth)
 		return 0;
 	if (PyLong_CheckExact(o) || o == Py_True || o == Py_False)
 		return 1;
+	if (PyUnicode_CheckExact(o) || PyBytes_CheckExact(o))
+		return seeded;
 	if (PyFloat_CheckExact(o))
 		return !isnan(PyFloat_AS_DOUBLE(o));
 	if (PyComplex_CheckExact(o))
@@ -74,7 +77,7 @@ int seed_free(PyObject *o, unsigned int depth)
 		       !isnan(PyComplex_ImagAsDouble(o));
 	if (PyTuple_CheckExact(o)) {
 		for (i = 0; i < PyTuple_GET_SIZE(o); i++)
-			if (!seed_free(PyTuple_GET_ITEM(o, i), depth + 1))
+			if (!stable(PyTuple_GET_ITEM(o, i), seeded, depth + 1))
 				return 0;
 		return 1;
 	}
@@ -83,7 +86,7 @@ int seed_free(PyObject *o, unsigned int depth)
 		int ok = it != NULL;
 
 		while (ok && (v = PyIter_Next(it))) {
-			ok = seed_free(v, depth + 1);
+			ok = stable(v, seeded, depth + 1);
 			Py_DECREF(v);
 		}
 		Py_XDECREF(it);
@@ -96,44 +99,17 @@ int seed_free(PyObject *o, unsigned int depth)
 	return 0;
 }
 
-/*
- * Is @o's hash the same in every process that can use the archive: as
- * seed_free(), and with stored hashes (--hash-seed: every process runs
- * under the archive's seed) str and bytes too.  Objects hashed by
- * address never are.
- */
-int hash_stable(struct writer *w, PyObject *o, unsigned int depth)
+/* The same hash in every process, whatever its seed. */
+int seed_free(PyObject *o)
 {
-	Py_ssize_t i;
+	return stable(o, 0, 0);
+}
 
-	if (!w->hashes)
-		return seed_free(o, depth);
-	if (depth > MAX_DEPTH)
-		return 0;
-	if (PyUnicode_CheckExact(o) || PyBytes_CheckExact(o))
-		return 1;
-	if (PyTuple_CheckExact(o)) {
-		for (i = 0; i < PyTuple_GET_SIZE(o); i++)
-			if (!hash_stable(w, PyTuple_GET_ITEM(o, i), depth + 1))
-				return 0;
-		return 1;
-	}
-	if (PyFrozenSet_CheckExact(o)) {
-		PyObject *it = PyObject_GetIter(o), *v;
-		int ok = it != NULL;
-
-		while (ok && (v = PyIter_Next(it))) {
-			ok = hash_stable(w, v, depth + 1);
-			Py_DECREF(v);
-		}
-		Py_XDECREF(it);
-		if (PyErr_Occurred()) {
-			PyErr_Clear();
-			ok = 0;
-		}
-		return ok;
-	}
-	return seed_free(o, depth);
+/* The same hash in every process that can use the archive: with stored
+ * hashes (--hash-seed) they all run under the archive's seed. */
+int hash_stable(struct writer *w, PyObject *o)
+{
+	return stable(o, w->hashes, 0);
 }
 
 /* Must a process rebuild frozenset @o for its hash seed?  Not when the
@@ -141,7 +117,7 @@ int hash_stable(struct writer *w, PyObject *o, unsigned int depth)
  * the seed: then the archived table is the one it would build. */
 int rebuilt(struct writer *w, PyObject *o)
 {
-	return PyFrozenSet_CheckExact(o) && !hash_stable(w, o, 0);
+	return PyFrozenSet_CheckExact(o) && !hash_stable(w, o);
 }
 
 /* Will a process rewrite a slot that holds @v? */

@@ -86,8 +86,8 @@ int emit(struct writer *w, PyObject *o, unsigned int region, struct ref *out);
 
 /* place.c */
 unsigned int place(struct writer *w, PyObject *o, unsigned int region);
-int seed_free(PyObject *o, unsigned int depth);
-int hash_stable(struct writer *w, PyObject *o, unsigned int depth);
+int seed_free(PyObject *o);
+int hash_stable(struct writer *w, PyObject *o);
 int rebuilt(struct writer *w, PyObject *o);
 void hot_reset(struct writer *w);
 int mark_code(struct writer *w, PyObject *o, int defined, int runs,
