@@ -54,16 +54,28 @@ static inline void pycds_str_share_wstr(PyObject *o)
 #define PYCDS_CODE_RESET_MORE(d) ((void)(d))
 #endif
 
-/* Caches and monitoring state are per process; a version of 0 makes the
- * interpreter assign a fresh one on first use (3.12) or leave archived
- * functions unspecialized by version (3.13): never a duplicate of another
- * code object's version. */
+/*
+ * Function versions.  MAKE_FUNCTION copies co_version into the function.
+ * 3.12 gives a function with version 0 a fresh one on first use, so
+ * archived code carries 0.  3.13 and later never do: a function whose
+ * version is 0 is never specialized for (CALL, LOAD_ATTR_PROPERTY,
+ * BINARY_SUBSCR_GETITEM), so archived code carries versions of its own,
+ * one per code object, from the top quarter of the range.  The
+ * interpreter counts up from 1 for every code object it makes and stays
+ * at 0 once the count wraps; a process whose count has reached the range
+ * is not served (pycds_versions_free).
+ */
+#define PYCDS_CODE_VERSIONS (PYCDS_PY_MINOR >= 13)
+#define PYCDS_CODE_VERSION_BASE 0xC0000000u
+#define PYCDS_CODE_VERSION_ROOM 0x3FFFFFFFu
+
+/* Caches and monitoring state are per process. */
 static inline void pycds_code_reset(PyCodeObject *d)
 {
 	d->_co_cached = NULL;
 	d->_co_monitoring = NULL;
 	d->_co_instrumentation_version = 0;
-	d->co_version = 0;
+	d->co_version = 0;	/* the writer numbers them (above) */
 	PYCDS_CODE_RESET_MORE(d);
 }
 

@@ -47,6 +47,39 @@ static void exit_summary(void)
 							     : "not eligible");
 }
 
+/*
+ * Archived code carries function versions from the top of the range
+ * (PYCDS_CODE_VERSIONS): this process's own count, read from a code
+ * object made now, must not have reached it, or two functions could
+ * share a version and one's specialization guard pass for the other.
+ */
+static int versions_free(char *err, size_t errlen)
+{
+#if PYCDS_CODE_VERSIONS
+	PyCodeObject *c = PyCode_NewEmpty("<pycds>", "<pycds>", 0);
+	uint32_t v;
+
+	if (!c) {
+		PyErr_Clear();
+		snprintf(err, errlen, "cannot make a code object");
+		return -1;
+	}
+	v = c->co_version;
+	Py_DECREF(c);
+	if (v == 0 || v >= PYCDS_CODE_VERSION_BASE) {
+		snprintf(err, errlen,
+			 "this process has used function version %#x, past "
+			 "the archive's range",
+			 v);
+		return -1;
+	}
+#else
+	(void)err;
+	(void)errlen;
+#endif
+	return 0;
+}
+
 static int enable_path(struct pycds_session *rt, PyObject *module,
 		       const char *path)
 {
@@ -80,7 +113,8 @@ static int enable_path(struct pycds_session *rt, PyObject *module,
 	 * what a program that lists its descriptors sees, are stock's. */
 	close(fd);
 	if (archive_check(&rt->ar, &rt->image, err, sizeof(err)) ||
-	    hash_seed_check(rt, err, sizeof(err)))
+	    hash_seed_check(rt, err, sizeof(err)) ||
+	    versions_free(err, sizeof(err)))
 		goto reject;
 	padding_keep_hole(rt);
 	rt->state = calloc(rt->ar.hdr->nr_modules ? rt->ar.hdr->nr_modules

@@ -381,6 +381,14 @@ static int emit_code(struct writer *w, PyObject *o, unsigned int in,
 	d->co_weakreflist = NULL;
 	d->co_extra = NULL;
 	pycds_code_reset(d);
+#if PYCDS_CODE_VERSIONS
+	/* Functions take their version from their code object and never get
+	 * another: one per archived code object, from a range the process's
+	 * own counter is checked not to have reached (pycds_versions_free). */
+	if (w->nr_code >= PYCDS_CODE_VERSION_ROOM)
+		return left_out(w, "more code objects than function versions");
+	d->co_version = PYCDS_CODE_VERSION_BASE + w->nr_code++;
+#endif
 	memset((char *)d + offsetof(PyCodeObject, _co_firsttraceable) +
 		       sizeof(int),
 	       0,

@@ -42,6 +42,7 @@ struct writer {
 	uint32_t *pool_off;		/* region offset of each entry */
 	uint32_t *pool_size;		/* its size, 8-aligned */
 	size_t nr_pool, cap_pool;
+	uint32_t nr_code;		/* code objects emitted: their versions */
 	struct slot *slots;
 	size_t nr_slots, cap_slots;
 	struct pycds_table memo;	/* per module: object -> struct ref */
