@@ -63,7 +63,7 @@ static inline void pycds_str_share_wstr(PyObject *o)
  * one per code object, from the top quarter of the range.  The
  * interpreter counts up from 1 for every code object it makes and stays
  * at 0 once the count wraps; a process whose count has reached the range
- * is not served (pycds_versions_free).
+ * is not served (versions_free in runtime/session.c).
  */
 #define PYCDS_CODE_VERSIONS (PYCDS_PY_MINOR >= 13)
 #define PYCDS_CODE_VERSION_BASE 0xC0000000u
