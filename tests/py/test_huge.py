@@ -118,15 +118,6 @@ for what, how, env in CASES:
     if not have_thp:
         t.skip_n(2, what, "no transparent huge pages for anonymous memory")
         continue
-    if (A.h["hexversion"] >= 0x030C0000 and not st.get("image_bias") and
-            not st.get("relocated")):
-        # Immortal objects, types at fixed addresses, not relocated: no
-        # region is written in every page, so no chunk is copied whole.
-        t.ok(st.get("huge_chunks") == 0 and st.get("anon_huge_kb") == 0,
-             f"{what}: no chunk copied (3.12+, not position-independent, "
-             "not relocated: nothing is written whole)", st)
-        t.eq(st.get("relocated"), False, f"{what}: not relocated")
-        continue
     t.ok(st.get("huge_chunks", 0) >= 1,
          f"{what}: {st.get('huge_chunks')} chunks copied", st)
     # Under heavy fragmentation the kernel may hand out small pages
@@ -185,10 +176,8 @@ else:
         // 4096 * 4096
     p = run([PYTHON, "-c", JRUN, str(idle_end), jscript], PYCDS_ARCHIVE=ja)
     st = parse_stats(p.stderr) or {}
-    if st.get("image_bias") or J.h["hexversion"] >= 0x030C0000:
-        why = ("position-independent interpreter: every chunk is written"
-               if st.get("image_bias") else
-               "3.12+: immortal objects, the written regions are few")
+    if st.get("image_bias"):
+        why = "position-independent interpreter: every chunk is written"
         t.ok(reg[REGION_NAMES][0] == (reg[REGION_IDLE][0] + reg[REGION_IDLE][1]
                                       + 4095) // 4096 * 4096,
              "no padding where it cannot help", reg)

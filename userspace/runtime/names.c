@@ -51,8 +51,7 @@ static void names_prefault(struct pycds_session *rt, const struct pycds_name *n)
 		if (rt->chunks[c / 8] & (1u << (c % 8)))
 			continue;
 		rt->chunks[c / 8] |= 1u << (c % 8);
-		prefault(rt, pool + c * NAMES_CHUNK, NAMES_CHUNK,
-			 PYCDS_WRITES_EVERY_TOUCHED_OBJECT || rt->ctx.bias);
+		prefault(rt, pool + c * NAMES_CHUNK, NAMES_CHUNK, 1);
 	}
 }
 

@@ -131,18 +131,18 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 	region_next(l, w, PYCDS_REGION_COLD);
 	region_next(l, w, PYCDS_REGION_IDLE);
 	/*
-	 * Where a process writes every object it touches (3.11) and the
-	 * interpreter's image does not move (a non-PIE executable, load
-	 * bias 0), the written regions start at a 2 MiB boundary when they
-	 * fill one chunk at least 15/16: the runtime copies such a chunk
-	 * into one huge page (one allocation and one read against 512 page
-	 * copies), and where they start is otherwise luck (jinja2_app: no
+	 * Where the interpreter's image does not move (a non-PIE
+	 * executable, load bias 0), the written regions (what a process
+	 * writes, on every version: see place.c) start at a 2 MiB boundary
+	 * when they fill one chunk at least 15/16: the runtime copies such a
+	 * chunk into one huge page (one allocation and one read against 512
+	 * page copies), and where they start is otherwise luck (jinja2_app: no
 	 * chunk, 1 ms more to prepare).  The padding is a hole in the file,
 	 * kept by pycds-loader and `cp`: it takes no memory, and no process
 	 * maps it with a PMD.  Where the image moves, every region is
 	 * written and every chunk qualifies anyway.
 	 */
-	if (PYCDS_WRITES_EVERY_TOUCHED_OBJECT && !w->image.bias) {
+	if (!w->image.bias) {
 		uint64_t written =
 			align_up(w->region[PYCDS_REGION_NAMES].len, PYCDS_PAGE_SIZE) +
 			align_up(w->region[PYCDS_REGION_CODE].len, PYCDS_PAGE_SIZE) +
