@@ -9,12 +9,15 @@ ratio (the runs resampled 2000 times): on a shared host the ratio moves by
 several percent from one run of the benchmark to the next, and the
 interval says how much.
 
-The exec-only bound is the same imports with the code objects already in
-memory: the stock median minus the time stock spends in
-SourceLoader.get_code (finding, reading and unmarshalling .pyc files),
-measured in-process in a stock process run after every fourth round of
-the alternating runs (so under the same host load).  "gap" is the share of the distance
-from stock to that bound that pycds covers.
+The exec-only bound is measured: the same run of the workload in a process
+that already holds every module's code object, unmarshalled from its .pyc
+before the timed part (SourceLoader.get_code then returns it).  In-process
+times of `runpy.run_path(workload)` are taken for three processes with the
+same runner, in rounds between the whole-process ones: stock, pycds (plus
+the time its enable() took, in site, before the runner starts) and
+preloaded.  "gap closed" is (stock - pycds) / (stock - preloaded) of those
+medians; "bound" the whole-process speedup that would follow, the stock
+median over itself less the measured in-process gap.
 
 Environment: PYCDS (the pycds tool), PYCDS_PYTHON (an interpreter with _pycds
 and its hook installed), PYCDS_WORKLOADS (directory of workloads).
@@ -29,24 +32,42 @@ import sys
 import tempfile
 import time
 
-GET_CODE_PROBE = r"""
-import sys, time, runpy
-import importlib._bootstrap_external as be
-spent = [0]
-orig = be.SourceLoader.get_code
-def get_code(self, name):
-    t = time.perf_counter_ns()
-    try:
-        return orig(self, name)
-    finally:
-        spent[0] += time.perf_counter_ns() - t
-be.SourceLoader.get_code = get_code
-script = sys.argv[1]
+INPROC_RUNNER = r"""
+import sys, time, runpy, io, contextlib, marshal
+import importlib.util, importlib._bootstrap_external as be
+mode, script, files = sys.argv[1:4]
+if mode == "preloaded":
+    # Every module's code object in memory before the timed part, as the
+    # .pyc holds it; get_code returns it once, and stock does the rest.
+    pre = {}
+    with open(files) as f:
+        for src in f.read().split("\0"):
+            try:
+                with open(importlib.util.cache_from_source(src), "rb") as c:
+                    pre[src] = marshal.loads(memoryview(c.read())[16:])
+            except (OSError, ValueError, EOFError):
+                pass
+    orig = be.SourceLoader.get_code
+    def get_code(self, name, _orig=orig, _pre=pre):
+        co = _pre.pop(self.get_filename(name), None)
+        return co if co is not None else _orig(self, name)
+    be.SourceLoader.get_code = get_code
 sys.argv = [script]
-import io, contextlib
-with contextlib.redirect_stdout(io.StringIO()):
+out = io.StringIO()
+t = time.perf_counter_ns()
+with contextlib.redirect_stdout(out):
     runpy.run_path(script, run_name="__main__")
-print(spent[0], file=sys.stderr)
+t = time.perf_counter_ns() - t
+enable = 0
+if mode == "pycds":
+    import _pycds
+    enable = _pycds.stats()["enable_ns"]
+if mode == "list":
+    with open(files, "w") as f:
+        f.write("\0".join(sorted({m.__file__ for m in list(sys.modules.values())
+                                   if (getattr(m, "__file__", None) or "")
+                                   .endswith(".py")})))
+print(t, enable, file=sys.stderr)
 """
 
 
@@ -204,12 +225,16 @@ def base_env():
     return env
 
 
-def get_code_once(python, script):
-    """Milliseconds one stock process spends in SourceLoader.get_code."""
-    r = subprocess.run([python, "-c", GET_CODE_PROBE, script],
-                       env=base_env(), capture_output=True, text=True,
-                       check=True)
-    return int(r.stderr.strip().splitlines()[-1]) / 1e6
+def inproc_once(python, mode, script, files, env):
+    """Milliseconds one process spends running SCRIPT in-process (MODE
+    stock, pycds or preloaded; with pycds, plus its enable())."""
+    r = subprocess.run([python, "-c", INPROC_RUNNER, mode, script, files],
+                       env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"bench: in-process {mode} run of {script} failed: "
+                         + (r.stderr.strip().splitlines() or ["?"])[-1])
+    t, enable = r.stderr.strip().splitlines()[-1].split()
+    return (int(t) + int(enable)) / 1e6
 
 
 def build(pycds, python, archive, argv):
@@ -225,13 +250,22 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
     stock_env = base_env()
     pycds_env = dict(stock_env, PYCDS_ARCHIVE=archive)
     argv = [python, script]
-    times, gcs = [], []
+    times, inproc = [], {"stock": [], "pycds": [], "preloaded": []}
+    files = archive + ".modules"
+    if bound:
+        # The source files a stock run of the workload imports.
+        inproc_once(python, "list", script, files, stock_env)
+    order = list(inproc)
 
     def probe(i):
-        # The get_code probe every fourth round, so that it sees the
-        # host as the stock runs it is subtracted from do.
-        if bound and i % 4 == 0:
-            gcs.append(get_code_once(python, script))
+        # The three in-process runs every second round, in an order that
+        # rotates, so that they see the host as the whole processes do.
+        if bound and i % 2 == 0:
+            for k in range(3):
+                mode = order[(i // 2 + k) % 3]
+                inproc[mode].append(inproc_once(
+                    python, mode, script, files,
+                    pycds_env if mode == "pycds" else stock_env))
 
     stock, fast = alternate(argv, stock_env, pycds_env, runs, samples=times,
                             between=probe)
@@ -244,11 +278,25 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
         "speedup_interval": [lo, hi],
     }
     if bound:
-        gc = statistics.median(gcs)
-        row["get_code_ms"] = gc
-        row["bound"] = stock / (stock - gc / 1e3)
-        saved = stock - fast
-        row["gap_closed"] = saved / (gc / 1e3) if gc else 0.0
+        med = {k: statistics.median(v) for k, v in inproc.items()}
+        gap = med["stock"] - med["preloaded"]
+        row["inproc_ms"] = med
+        row["inproc_runs"] = len(inproc["stock"])
+        row["bound"] = stock / (stock - gap / 1e3)
+        row["gap_closed"] = (med["stock"] - med["pycds"]) / gap if gap else 0.0
+        # The interval of the share closed, the three samples resampled.
+        rng = random.Random(1)
+        gs = []
+        for _ in range(2000):
+            m = {k: statistics.median(rng.choices(v, k=len(v)))
+                 for k, v in inproc.items()}
+            g = m["stock"] - m["preloaded"]
+            if g > 0:
+                gs.append((m["stock"] - m["pycds"]) / g)
+        gs.sort()
+        row["gap_closed_interval"] = ([gs[int(len(gs) * 0.05)],
+                                       gs[int(len(gs) * 0.95) - 1]]
+                                      if gs else [0.0, 0.0])
     return row
 
 
@@ -507,18 +555,27 @@ def main():
                                    bound=not a.quick))
     print(f"interpreter: {python}; {a.runs} alternating runs each; "
           f"medians of whole-process wall time; archives in {where}")
+    if not a.quick:
+        print("in-process: medians of runpy.run_path(workload) in a stock "
+              "process, with the archive (plus its enable()), and with every "
+              "module's code object unmarshalled before; bound and gap "
+              "closed from those")
     hdr = (f"{'workload':<18}{'stock ms':>10}{'pycds ms':>10}{'speedup':>9}"
            f"{'90% interval':>15}")
     if not a.quick:
-        hdr += f"{'get_code ms':>13}{'bound':>8}{'gap closed':>12}"
+        hdr += (f"{'in-process: stock':>19}{'pycds':>7}{'preloaded':>10}"
+                f"{'bound':>8}{'gap closed':>12}{'90% interval':>14}")
     print(hdr)
     for r in rows:
         line = (f"{r['workload']:<18}{r['stock_ms']:>10.1f}"
                 f"{r['pycds_ms']:>10.1f}{r['speedup']:>8.2f}x"
                 f"{r['speedup_interval'][0]:>8.2f}-{r['speedup_interval'][1]:.2f}")
         if "bound" in r:
-            line += (f"{r['get_code_ms']:>13.1f}{r['bound']:>7.2f}x"
-                     f"{r['gap_closed'] * 100:>11.0f}%")
+            m, g = r["inproc_ms"], r["gap_closed_interval"]
+            line += (f"{m['stock']:>19.1f}{m['pycds']:>7.1f}"
+                     f"{m['preloaded']:>10.1f}{r['bound']:>7.2f}x"
+                     f"{r['gap_closed'] * 100:>11.0f}%"
+                     f"{g[0] * 100:>9.0f}-{g[1] * 100:.0f}%")
         print(line)
     result = {"python": python, "runs": a.runs, "workloads": rows}
     pages = os.environ.get("PYCDS_BENCH_PAGES")

@@ -92,6 +92,8 @@ struct pycds_session {
 	 * is the last argument of archive__mapped). */
 	struct pycds_counters ctr;
 	unsigned long long interned, redirected, prepare_ns;
+	/* Wall time of the last enable(): mapping, checks, hooks. */
+	unsigned long long enable_ns;
 	unsigned long long huge_chunks;	/* chunks copied into huge pages */
 	PyObject *error;		/* str, or NULL while in use */
 	/* loader.c */
