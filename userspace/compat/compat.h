@@ -17,6 +17,7 @@
  *                                      finalization from freeing it
  *   PYCDS_INTERNED_FREED_AT_EXIT       finalization frees immortal interned
  *                                      strings (3.14+)
+ *   PYCDS_WRITES_EVERY_TOUCHED_OBJECT  the interpreter writes refcounts
  *   PYCDS_RUNS_BODY_COPIES             the runtime runs heap copies of
  *                                      module and class bodies
  *   PYCDS_LONG_DIGITS_OFF, PYCDS_LONG_NDIGITS(o)   an int's digits

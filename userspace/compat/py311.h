@@ -14,6 +14,7 @@
  * runtime runs a heap copy of each module and class body (code that runs
  * once, at import, and that a process without an archive frees after),
  * and the archived ones stay unwritten. */
+#define PYCDS_WRITES_EVERY_TOUCHED_OBJECT 1
 #define PYCDS_RUNS_BODY_COPIES 1
 
 #define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, ob_digit)

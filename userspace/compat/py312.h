@@ -12,6 +12,7 @@
 #ifndef PYCDS_REFCNT
 #define PYCDS_REFCNT ((Py_ssize_t)_Py_IMMORTAL_REFCNT)
 #endif
+#define PYCDS_WRITES_EVERY_TOUCHED_OBJECT 0
 #define PYCDS_RUNS_BODY_COPIES 0
 
 #define PYCDS_LONG_DIGITS_OFF offsetof(PyLongObject, long_value.ob_digit)
