@@ -79,6 +79,8 @@ def thp():
 from pycdslib import REGION_CODE, REGION_DATA, REGION_IDLE, REGION_NAMES
 
 CHUNK = 2 << 20
+# How much of a chunk must be written for the runtime to copy it whole.
+MOSTLY = CHUNK // 16 * 15
 
 
 def written_chunks(A):
@@ -92,7 +94,7 @@ def written_chunks(A):
         hot = sum(max(0, min(hi, o + z) - max(lo, o))
                   for o, z in (reg[r] for r in (REGION_NAMES, REGION_CODE,
                                                  REGION_DATA)))
-        n += hot >= CHUNK // 16 * 15
+        n += hot >= MOSTLY
     return n
 
 
@@ -166,7 +168,7 @@ build(sa, ["--", PYTHON, small])
 p = run([PYTHON, "-S", "-c", RUNNER, sa, small, "plain", site])
 st = parse_stats(p.stderr) or {}
 t.ok(p.stdout == "1/3\n" and st.get("hits", 0) >= 1 and
-     st.get("huge_chunks") == 0 and st.get("size", 1 << 30) < 2 << 20,
+     st.get("huge_chunks") == 0 and st.get("size", 1 << 30) < CHUNK,
      f"a {st.get('size')}-byte archive: served, no chunk copied", st)
 
 # Where the written regions fill a chunk, they start on a 2 MiB boundary
@@ -205,7 +207,7 @@ else:
         // 4096 * 4096
     p = run([PYTHON, "-c", JRUN, str(idle_end), jscript], PYCDS_ARCHIVE=ja)
     st = parse_stats(p.stderr) or {}
-    if st.get("image_bias") or written < CHUNK // 16 * 15:
+    if st.get("image_bias") or written < MOSTLY:
         why = ("position-independent interpreter: every chunk is written"
                if st.get("image_bias") else
                f"the written regions ({written} bytes) fill no chunk")
@@ -215,8 +217,8 @@ else:
         t.skip_n(5, "jinja2_app: written regions on a 2 MiB boundary", why)
     else:
         gap = reg[REGION_NAMES][0] - idle_end
-        t.ok(written >= (2 << 20) // 16 * 15 and
-             reg[REGION_NAMES][0] % (2 << 20) == 0 and gap >= 0,
+        t.ok(written >= MOSTLY and
+             reg[REGION_NAMES][0] % CHUNK == 0 and gap >= 0,
              f"jinja2_app: {written} bytes of written regions start at "
              f"{reg[REGION_NAMES][0]:#x}, after {gap} bytes of padding", reg)
         fd = os.open(ja, os.O_RDONLY)
