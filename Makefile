@@ -240,6 +240,7 @@ check: deps
 	@$(MAKE) --no-print-directory check-run
 
 check-run:
+	$(PYTHON) tools/mkpth.py --check
 	$(MAKE) all tests stage
 	@mkdir -p $(BUILD)/tmp
 	$(TEST_ENV) prove -v $(C_TESTS)
