@@ -3,8 +3,8 @@
 """Writes userspace/00-pycds.pth, the start-up hook, from the two blocks
 below: site executes each line of a .pth file that starts with "import",
 so the hook must be one line.  Every process that has PYCDS_ARCHIVE or
-PYCDS_RECORD set compiles FAST (once per site directory that holds the
-hook, twice in a venv); SLOW, which explains why _pycds could not be
+PYCDS_RECORD set compiles FAST, once: when site reads the hook again (a
+venv gives its site directory twice), _pycds is loaded already; SLOW, which explains why _pycds could not be
 loaded, is only compiled when that happens.
 
     python3 tools/mkpth.py            rewrite the hook
@@ -15,11 +15,10 @@ import sys
 
 # Runs in site.addpackage's frame: sitedir and known_paths are its locals.
 FAST = '''\
-import sys
 _x = sys.modules.get("_frozen_importlib_external")
 _f = _x and "sitedir" in dir() and os.path.join(sitedir, "_pycds" + _x.EXTENSION_SUFFIXES[0])
 try:
-    (sys.modules.get("_pycds") or (_f and os.path.isfile(_f) and sys.modules["_frozen_importlib"]._load(_x.spec_from_file_location("_pycds", _f))) or __import__("_pycds"))._hook()
+    ((_f and os.path.isfile(_f) and sys.modules["_frozen_importlib"]._load(_x.spec_from_file_location("_pycds", _f))) or __import__("_pycds"))._hook()
 except Exception as _e:
     exec(%r)
 '''
@@ -56,8 +55,9 @@ def render():
     code = FAST % SLOW
     compile(code, "00-pycds.pth", "exec")
     return ("# pycds start-up hook, written by tools/mkpth.py\n"
-            'import os; (os.environ.get("PYCDS_ARCHIVE") or '
-            'os.environ.get("PYCDS_RECORD")) and exec(%r)\n' % code)
+            'import os, sys; (os.environ.get("PYCDS_ARCHIVE") or '
+            'os.environ.get("PYCDS_RECORD")) and "_pycds" not in '
+            'sys.modules and exec(%r)\n' % code)
 
 
 def main():
