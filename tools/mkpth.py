@@ -4,8 +4,9 @@
 below: site executes each line of a .pth file that starts with "import",
 so the hook must be one line.  Every process that has PYCDS_ARCHIVE or
 PYCDS_RECORD set compiles FAST, once: when site reads the hook again (a
-venv gives its site directory twice), _pycds is loaded already; SLOW, which explains why _pycds could not be
-loaded, is only compiled when that happens.
+venv gives its site directory twice), _pycds is loaded already.  SLOW,
+which explains why _pycds could not be loaded, is compiled only when
+that happens (and then on each read: it prints its line once).
 
     python3 tools/mkpth.py            rewrite the hook
     python3 tools/mkpth.py --check    exit 1 if the hook is not what this writes
