@@ -230,6 +230,8 @@ def main(argv):
     p.add_argument("--layout", help="record of a layout run")
     p.add_argument("--hash-seed", type=int, default=None,
                    help="store hashes; PYTHONHASHSEED must be this seed")
+    p.add_argument("--startup",
+                   help="record of a bare start: its modules go first")
     p.add_argument("--unrecorded", type=int, default=0,
                    help="processes that could not write the record")
     p.add_argument("records", nargs="+")
@@ -259,6 +261,15 @@ def main(argv):
             modules.append(entry)
         else:
             left_out.append((name, why))
+    # The modules a bare start imports (every process of the interpreter
+    # does, before its program) go first: their names, at the front of
+    # the pool, share pages, and a small program copies a few of them
+    # instead of a page for each name.
+    layout_order = modules
+    if a.startup:
+        first = read_records([a.startup])[0]
+        rank = {n: i for i, n in enumerate(first)}
+        layout_order = sorted(modules, key=lambda m: rank.get(m[0], len(rank)))
     kw = {} if a.base is None else {"base": a.base}
     if a.hash_seed is not None:
         # Hashes are stored as this process computes them: it must run
@@ -283,7 +294,7 @@ def main(argv):
     # Archived code the layout run ran: laid out, with its constants, with
     # what a process writes.
     kw["ran"] = ran
-    summary, skipped = _pycds.write(a.output, modules, **kw)
+    summary, skipped = _pycds.write(a.output, layout_order, **kw)
     left_out += skipped
     if not a.quiet:
         print(f"pycds: wrote {a.output}: {summary['modules']} modules, "

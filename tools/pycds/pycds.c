@@ -47,6 +47,8 @@ static const char help_text[] =
 	"           them, into FILE.  The same inputs give the same bytes.\n"
 	"           The recorder uses an audit hook: the command's own trace\n"
 	"           and profile functions, threads and children are untouched.\n"
+	"           A bare start (PATH -c pass) is recorded too: the modules\n"
+	"           every process imports first are laid out first.\n"
 	"           Then a layout run: CMD runs again, quietly, with a first\n"
 	"           archive, to see which names the process had interned\n"
 	"           before the archive's and which functions it ran; objects\n"
@@ -375,16 +377,19 @@ static int cmd_build(int argc, char **argv)
 	char record[] = "/tmp/pycds-record.XXXXXX";
 	char layout[] = "/tmp/pycds-layout.XXXXXX";
 	char first[] = "/tmp/pycds-first.XXXXXX";
+	char startup[] = "/tmp/pycds-startup.XXXXXX";
 	char driver[PATH_MAX], recenv[64 + sizeof(record)];
+	char stenv[64 + sizeof(startup)];
 	char layenv[64 + sizeof(layout)], arenv[64 + sizeof(first)];
 	const char *rec_extra[] = { recenv, NULL };
+	const char *st_extra[] = { stenv, NULL };
 	const char *lay_extra[] = { layenv, arenv, NULL };
 	char seedenv[32] = "PYTHONHASHSEED=0";
 	const char *build_extra[] = { seedenv, NULL };
 	const char *hash_seed = NULL;
 	char **env = NULL, unrecorded[16] = "0";
 	int c, fd, ret = 1, status, once = 0, have_layout = 0, refusals;
-	int force_layout = 0;
+	int force_layout = 0, have_startup = 0, st_fd = -1;
 	struct timespec t0, t1;
 	double took;
 
@@ -483,6 +488,22 @@ static int cmd_build(int argc, char **argv)
 			"pycds: the command exited with status %d; building from what it imported\n",
 			status);
 
+	/* A bare start of the interpreter, recorded apart: the modules
+	 * every process imports before its program (sitecustomize, and
+	 * linecache for -c from 3.13 on) are laid out first, their names
+	 * together at the front of the pool, so that a small program
+	 * copies few pages.  Without it the order is only the command's. */
+	st_fd = mkstemp(startup);
+	if (st_fd >= 0) {
+		char *const sargv[] = { (char *)python, "-c", "pass", NULL };
+
+		close(st_fd);
+		snprintf(stenv, sizeof(stenv), "PYCDS_RECORD=%s", startup);
+		env = child_env(st_extra);
+		have_startup = env && run_quiet(sargv, env) == 0;
+		free(env);
+	}
+
 	/* 2: the layout run: build a first archive and run the command again
 	 * with it, quietly; the runtime records which archived names the
 	 * process found interned already, whose slots it rewrites.  The
@@ -498,18 +519,38 @@ static int cmd_build(int argc, char **argv)
 		snprintf(arenv, sizeof(arenv), "PYCDS_ARCHIVE=%s", first);
 		env = lfd >= 0 && afd >= 0 ? child_env(build_extra) : NULL;
 		if (env) {
-			char *const fargv[] = { (char *)python, driver, "-o",
-						first, "--quiet",
-						base ? "--base" : record,
-						base ? (char *)base : NULL,
-						base ? record : NULL, NULL };
+			char *fargv[10];
+			int k = 0;
+
+			fargv[k++] = (char *)python;
+			fargv[k++] = driver;
+			fargv[k++] = "-o";
+			fargv[k++] = first;
+			fargv[k++] = "--quiet";
+			if (have_startup) {
+				fargv[k++] = "--startup";
+				fargv[k++] = startup;
+			}
+			if (base) {
+				fargv[k++] = "--base";
+				fargv[k++] = (char *)base;
+			}
+			fargv[k++] = record;
+			fargv[k] = NULL;
 
 			have_layout = run_quiet(fargv, env) == 0;
 			free(env);
 		}
 		env = have_layout ? child_env(lay_extra) : NULL;
 		if (env) {
+			char *const sargv[] = { (char *)python, "-c", "pass",
+						NULL };
+
 			run_command(python, mods, argv + optind, env, 1);
+			/* And a bare start: the code it runs (linecache's,
+			 * for -c) is laid out with what processes write. */
+			if (have_startup)
+				run_quiet(sargv, env);
 			free(env);
 		}
 		if (afd >= 0)
@@ -521,13 +562,17 @@ static int cmd_build(int argc, char **argv)
 	if (!env)
 		goto out;
 	{
-		char *bargv[14];
+		char *bargv[16];
 		int k = 0;
 
 		bargv[k++] = (char *)python;
 		bargv[k++] = driver;
 		bargv[k++] = "-o";
 		bargv[k++] = (char *)output;
+		if (have_startup) {
+			bargv[k++] = "--startup";
+			bargv[k++] = startup;
+		}
 		if (have_layout) {
 			bargv[k++] = "--layout";
 			bargv[k++] = layout;
@@ -549,6 +594,8 @@ static int cmd_build(int argc, char **argv)
 	free(env);
 out:
 	unlink(record);
+	if (st_fd >= 0)
+		unlink(startup);
 	if (!once)
 		unlink(layout);
 	return ret;
