@@ -41,6 +41,14 @@ SUBSET = ["test_importlib", "test_import", "test_codecs", "test_unicode",
 # why.  Keep Documentation/runtime.rst ("What a program can still tell")
 # in step.
 EXCLUDE = {
+    # 3.14+: LOAD_CONST specializes by immortality, and archived
+    # constants are immortal (runtime.rst).
+    "test.test_opcache.TestSpecializer.test_load_const":
+        "archived constants are immortal: LOAD_CONST_IMMORTAL",
+    "test.test_dis.DisTests.test_loop_quicken":
+        "archived constants are immortal: LOAD_CONST_IMMORTAL",
+    "test.test_dis.DisWithFileTests.test_loop_quicken":
+        "archived constants are immortal: LOAD_CONST_IMMORTAL",
 }
 
 # regrtest in the main process, reporting at exit what pycds served it
