@@ -93,7 +93,7 @@ static void synth_build(struct synth *s)
 	h->header_size = sizeof(*h);
 	h->file_size = s->size;
 	h->preferred_base = BASE;
-	h->modules_off = 384;
+	h->modules_off = (sizeof(*h) + 63) & ~(size_t)63;
 	h->nr_modules = NMOD;
 	h->nr_buckets = 8;
 	h->buckets_off = h->modules_off + NMOD * sizeof(*m);

@@ -109,6 +109,55 @@ def compile_module(name, origin):
             False, bool(caught)), None
 
 
+def stdlib_modules():
+    """name -> origin of every pure-Python module of this interpreter's
+    standard library, as the path finder would find it: packages with an
+    __init__.py, names that are identifiers; site directories and the
+    test suites left out."""
+    import sysconfig
+    root = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    skip_dirs = {"site-packages", "dist-packages", "__pycache__",
+                 "test", "tests", "idle_test"}
+    found = {}
+
+    def walk(d, prefix):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            return
+        for n in names:
+            p = os.path.join(d, n)
+            if n.endswith(".py") and os.path.isfile(p):
+                mod = n[:-3]
+                if mod == "__init__" or not mod.isidentifier():
+                    continue
+                found.setdefault(prefix + mod, p)
+            elif (n.isidentifier() and n not in skip_dirs
+                  and os.path.isfile(os.path.join(p, "__init__.py"))):
+                found.setdefault(prefix + n, os.path.join(p, "__init__.py"))
+                walk(p, prefix + n + ".")
+
+    walk(root, "")
+    # Where the path finder looks first: sys.path's entry for the
+    # standard library may be a symbolic link to root.
+    for entry in sys.path:
+        if entry and os.path.realpath(entry) == root and entry != root:
+            found = {n: entry + o[len(root):] for n, o in found.items()}
+            break
+    return found
+
+
+def lower_layer(path):
+    """What the layer at @path serves, for a layer built on it."""
+    import _pycds
+    try:
+        d = _pycds.describe(path)
+    except (OSError, ValueError) as e:
+        fail(f"--on {path}: {e}")
+    d["held"] = {(n, o, mt, sz) for n, o, _, mt, sz in d["modules"]}
+    return d
+
+
 def code_names(codes):
     """Every str a code object tree refers to: its names, and its str
     constants at any depth."""
@@ -234,8 +283,14 @@ def main(argv):
                    help="record of a bare start: its modules go first")
     p.add_argument("--unrecorded", type=int, default=0,
                    help="processes that could not write the record")
-    p.add_argument("records", nargs="+")
+    p.add_argument("--stdlib", action="store_true",
+                   help="every pure-Python module of the standard library")
+    p.add_argument("--on", metavar="LOWER",
+                   help="a layer on LOWER: what LOWER serves is left out")
+    p.add_argument("records", nargs="*")
     a = p.parse_args(argv)
+    if not a.records and not a.stdlib:
+        p.error("give a record or --stdlib")
 
     try:
         import _pycds
@@ -245,11 +300,15 @@ def main(argv):
 
     ran, native, scripts, pids = set(), {}, [], set()
     found, conflicts = read_records(a.records, ran, native, scripts, pids)
+    if a.stdlib:
+        for name, origin in stdlib_modules().items():
+            found.setdefault(name, origin)
+    lower = lower_layer(a.on) if a.on else None
     if not found:
         fail("no modules were recorded: did the command import anything "
              "from source, and is the pycds hook installed for its "
              "interpreter?")
-    modules, left_out = [], []
+    modules, left_out, on_lower = [], [], 0
     # Import order, not name order: a process importing the same modules
     # then touches the archive's pages, and its names pool, front to back.
     for name in found:
@@ -257,7 +316,10 @@ def main(argv):
             left_out.append((name, "imported from different files"))
             continue
         entry, why = compile_module(name, found[name])
-        if entry:
+        if entry and lower and entry[:2] + entry[3:5] in lower["held"]:
+            # Served by the lower layer, from this very source.
+            on_lower += 1
+        elif entry:
             modules.append(entry)
         else:
             left_out.append((name, why))
@@ -271,6 +333,19 @@ def main(argv):
         rank = {n: i for i, n in enumerate(first)}
         layout_order = sorted(modules, key=lambda m: rank.get(m[0], len(rank)))
     kw = {} if a.base is None else {"base": a.base}
+    if lower:
+        # Above the lower layer, at the next 2 MiB boundary, so that both
+        # map at their preferred bases; function versions after its own.
+        lo, hi = lower["preferred_base"], lower["preferred_base"] + lower["size"]
+        if a.base is None:
+            kw["base"] = (hi + (2 << 20) - 1) & ~((2 << 20) - 1)
+        elif a.base < hi and lo < a.base + (2 << 20):
+            fail(f"--base 0x{a.base:x} overlaps {a.on} "
+                 f"(0x{lo:x}-0x{hi:x})")
+        if lower["versions_first"]:
+            kw["versions_first"] = (lower["versions_first"]
+                                    + lower["versions_count"])
+        kw["on"] = (lower["checksum"], lo, lower["size"])
     if a.hash_seed is not None:
         # Hashes are stored as this process computes them: it must run
         # under the seed the header will name.
@@ -304,9 +379,15 @@ def main(argv):
               f"base 0x{summary['base']:x}"
               + (f", hashes for PYTHONHASHSEED={a.hash_seed}"
                  if a.hash_seed is not None else ""))
+        if lower:
+            print(f"pycds: {on_lower} modules left to {a.on}, which "
+                  f"serves them")
         n, u = len(pids), a.unrecorded
-        print(f"pycds: recorded {len(found)} modules from {n} "
-              f"process{'es' if n != 1 else ''}"
+        what = (f"{len(found)} modules of the standard library"
+                if a.stdlib else
+                f"recorded {len(found)} modules from {n} "
+                f"process{'es' if n != 1 else ''}")
+        print(f"pycds: {what}"
               + (f"; {u} process{'es' if u != 1 else ''} could not write "
                  f"the record (run as another user?) and "
                  f"{'are' if u != 1 else 'is'} not recorded" if u else "")

@@ -53,6 +53,7 @@ PyObject *pycds_enable(PyObject *self, PyObject *arg);
 PyObject *pycds_stats(PyObject *self, PyObject *noargs);
 PyObject *pycds_hook(PyObject *self, PyObject *noargs);
 PyObject *pycds_verify(PyObject *self, PyObject *arg);
+PyObject *pycds_describe(PyObject *self, PyObject *arg);
 PyObject *pycds_layout_lines(void);
 int pycds_runtime_init(PyObject *module);
 

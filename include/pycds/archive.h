@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pycds archive format, version 3.
+ * pycds archive format, version 4.
  *
  * An archive is a file that is mapped into a Python process as it is.  It
  * holds ready-made CPython objects (the heap) and the tables that let a
@@ -24,7 +24,7 @@
 
 #define PYCDS_MAGIC		"PYCDS\0\r\n"
 #define PYCDS_MAGIC_LEN		8
-#define PYCDS_FORMAT_VERSION	3
+#define PYCDS_FORMAT_VERSION	4
 
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
@@ -116,6 +116,20 @@ struct pycds_header {
 	uint32_t hash_flags;
 	uint32_t hash_seed;
 	uint64_t hash_probe;
+
+	/* Layers.  The function versions this archive's code objects carry
+	 * (3.13 and later: co_version, one each, [versions_first,
+	 * versions_first + versions_count)); both zero where the interpreter
+	 * gives code no version.  Layers stacked in one process must not
+	 * share a version. */
+	uint32_t versions_first;
+	uint32_t versions_count;
+	/* The layer this one was built on (pycds build --on): its header
+	 * checksum, preferred base and size; all zero for an archive built
+	 * on nothing.  Informational: a layer serves on its own. */
+	uint64_t on_checksum;
+	uint64_t on_base;
+	uint64_t on_size;
 };
 
 #define PYCDS_HASHES_STORED	0x1u
@@ -221,7 +235,7 @@ struct pycds_fixup {
 
 _Static_assert(sizeof(struct pycds_interp) == 88, "pycds_interp size");
 _Static_assert(sizeof(struct pycds_span) == 16, "pycds_span size");
-_Static_assert(sizeof(struct pycds_header) == 360, "pycds_header size");
+_Static_assert(sizeof(struct pycds_header) == 392, "pycds_header size");
 _Static_assert(offsetof(struct pycds_header, interp) == 32, "interp offset");
 _Static_assert(offsetof(struct pycds_header, regions) == 120,
 	       "regions offset");

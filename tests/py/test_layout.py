@@ -10,7 +10,7 @@ live, what links what.
   of interpreter facts), and tests pin them by hand in one place;
 - the loader, pycds-top and pycds link no libpython;
 - no C file holds two things: none of 900 lines or more;
-- the runtime keeps no file-scope state but its one session
+- the runtime keeps no file-scope state but its one stack of layers
   (userspace/runtime/session.c) and the method tables CPython takes.
 """
 import os
@@ -93,10 +93,10 @@ t.eq(big, [], "no C file of 900 lines or more under userspace/, loader/, "
      "tools/")
 
 # Writable file-scope data, from the objects' symbol tables (nm: b/B bss,
-# d/D data): the session (session.c) and the method tables CPython's API
+# d/D data): the stack of layers (session.c) and the method tables CPython's API
 # takes as writable.  Function-local statics (name.N: once-per-process
 # flags, a cache) are not file-scope state.
-TABLES = {"session", "pycds_methods", "pycds_module", "source_get_code_def",
+TABLES = {"stack", "pycds_methods", "pycds_module", "source_get_code_def",
           "pyc_get_code_def"}
 
 
@@ -113,6 +113,6 @@ objs = {f: writable(os.path.join(d, f))
 state = {f: [n for n in v if n not in TABLES and not re.search(r"\.\d+$", n)]
          for f, v in objs.items()}
 state = {f: v for f, v in state.items() if v}
-t.ok(len(objs) >= 8 and not state and "session" in objs.get("session.o", []),
-     "the runtime's file-scope state is its one session (session.c)",
+t.ok(len(objs) >= 8 and not state and "stack" in objs.get("session.o", []),
+     "the runtime's file-scope state is its one stack of layers (session.c)",
      state if objs else "no objects under " + d)

@@ -28,9 +28,11 @@ extern char **environ;
 
 static const char usage_text[] =
 	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
-	"                   [--hash-seed N] -- CMD [ARGS...]\n"
+	"                   [--hash-seed N] [--on LOWER] -- CMD [ARGS...]\n"
 	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
-	"                   [--hash-seed N] -m MOD[,MOD...]\n"
+	"                   [--hash-seed N] [--on LOWER] -m MOD[,MOD...]\n"
+	"       pycds build -o FILE [--python PATH] [--base ADDR] [--hash-seed N]\n"
+	"                   [--on LOWER] --stdlib\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
 	"       pycds --help | --version\n";
@@ -73,9 +75,20 @@ static const char help_text[] =
 	"                     constants for PYTHONHASHSEED=N (0-4294967295);\n"
 	"                     the archive then serves only processes run\n"
 	"                     with that seed.  Default: no hashes, any seed.\n"
+	"  --stdlib           every pure-Python module of the interpreter's\n"
+	"                     standard library (its test suites left out),\n"
+	"                     instead of a command: the host-wide lower layer\n"
+	"  --on LOWER         a layer to stack on the archive LOWER\n"
+	"                     (PYCDS_ARCHIVE=LOWER:FILE): the modules LOWER\n"
+	"                     serves, from the same sources, are left out;\n"
+	"                     the preferred base is the next 2 MiB boundary\n"
+	"                     above LOWER's range, and function versions\n"
+	"                     follow LOWER's.  The layout run runs with\n"
+	"                     LOWER under the new layer.\n"
 	"  --modules          with inspect: list the modules\n"
 	"\n"
-	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py.\n"
+	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py, a stack of\n"
+	"layers with PYCDS_ARCHIVE=LOWER:FILE (searched in that order).\n"
 	"Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 static int usage(void)
@@ -369,10 +382,14 @@ static int cmd_build(int argc, char **argv)
 		{ "once", no_argument, NULL, '1' },
 		{ "layout-run", no_argument, NULL, 'L' },
 		{ "hash-seed", required_argument, NULL, 's' },
+		{ "on", required_argument, NULL, 'O' },
+		{ "stdlib", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *output = NULL, *python = DEFAULT_PYTHON, *base = NULL;
+	const char *on = NULL;
+	int stdlib = 0;
 	const char *mods = NULL;
 	char record[] = "/tmp/pycds-record.XXXXXX";
 	char layout[] = "/tmp/pycds-layout.XXXXXX";
@@ -380,7 +397,7 @@ static int cmd_build(int argc, char **argv)
 	char startup[] = "/tmp/pycds-startup.XXXXXX";
 	char driver[PATH_MAX], recenv[64 + sizeof(record)];
 	char stenv[64 + sizeof(startup)];
-	char layenv[64 + sizeof(layout)], arenv[64 + sizeof(first)];
+	char layenv[64 + sizeof(layout)], arenv[PATH_MAX + 64 + sizeof(first)];
 	const char *rec_extra[] = { recenv, NULL };
 	const char *st_extra[] = { stenv, NULL };
 	const char *lay_extra[] = { layenv, arenv, NULL };
@@ -403,6 +420,8 @@ static int cmd_build(int argc, char **argv)
 		case '1': once = 1; break;
 		case 'L': force_layout = 1; break;
 		case 's': hash_seed = optarg; break;
+		case 'O': on = optarg; break;
+		case 'S': stdlib = 1; break;
 		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
 		default: return usage();
 		}
@@ -415,9 +434,24 @@ static int cmd_build(int argc, char **argv)
 		fprintf(stderr, "pycds build: -o FILE is required\n");
 		return usage();
 	}
-	if (!!mods == (optind < argc)) {
+	if ((!!mods + (optind < argc) + stdlib) != 1) {
 		fprintf(stderr,
-			"pycds build: give either -m MOD[,MOD...] or -- CMD [ARGS...]\n");
+			"pycds build: give one of -m MOD[,MOD...], --stdlib or -- CMD [ARGS...]\n");
+		return usage();
+	}
+	if (on && (!*on || strchr(on, ':') || strlen(on) >= PATH_MAX)) {
+		fprintf(stderr,
+			"pycds build: --on needs an archive's path, with no ':' in it\n");
+		return 2;
+	}
+	if (on && access(on, R_OK)) {
+		fprintf(stderr, "pycds build: --on %s: %s\n", on, strerror(errno));
+		return 1;
+	}
+	/* The standard library is compiled, not run: nothing to lay out but
+	 * what a bare start runs. */
+	if (stdlib && force_layout) {
+		fprintf(stderr, "pycds build: --layout-run needs a command\n");
 		return usage();
 	}
 	if (base) {
@@ -468,7 +502,7 @@ static int cmd_build(int argc, char **argv)
 		goto out;
 	refusals = refusals_open(record);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = run_command(python, mods, argv + optind, env, 0);
+	status = stdlib ? 0 : run_command(python, mods, argv + optind, env, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(env);
 	took = (double)(t1.tv_sec - t0.tv_sec) +
@@ -516,10 +550,12 @@ static int cmd_build(int argc, char **argv)
 		if (afd >= 0)
 			close(afd);
 		snprintf(layenv, sizeof(layenv), "PYCDS_RECORD=%s", layout);
-		snprintf(arenv, sizeof(arenv), "PYCDS_ARCHIVE=%s", first);
+		/* A layer runs on its lower layer, as it will. */
+		snprintf(arenv, sizeof(arenv), "PYCDS_ARCHIVE=%s%s%s",
+			 on ? on : "", on ? ":" : "", first);
 		env = lfd >= 0 && afd >= 0 ? child_env(build_extra) : NULL;
 		if (env) {
-			char *fargv[10];
+			char *fargv[14];
 			int k = 0;
 
 			fargv[k++] = (char *)python;
@@ -527,6 +563,12 @@ static int cmd_build(int argc, char **argv)
 			fargv[k++] = "-o";
 			fargv[k++] = first;
 			fargv[k++] = "--quiet";
+			if (stdlib)
+				fargv[k++] = "--stdlib";
+			if (on) {
+				fargv[k++] = "--on";
+				fargv[k++] = (char *)on;
+			}
 			if (have_startup) {
 				fargv[k++] = "--startup";
 				fargv[k++] = startup;
@@ -546,7 +588,8 @@ static int cmd_build(int argc, char **argv)
 			char *const sargv[] = { (char *)python, "-c", "pass",
 						NULL };
 
-			run_command(python, mods, argv + optind, env, 1);
+			if (!stdlib)
+				run_command(python, mods, argv + optind, env, 1);
 			/* And a bare start: the code it runs (linecache's,
 			 * for -c) is laid out with what processes write. */
 			if (have_startup)
@@ -562,13 +605,19 @@ static int cmd_build(int argc, char **argv)
 	if (!env)
 		goto out;
 	{
-		char *bargv[16];
+		char *bargv[20];
 		int k = 0;
 
 		bargv[k++] = (char *)python;
 		bargv[k++] = driver;
 		bargv[k++] = "-o";
 		bargv[k++] = (char *)output;
+		if (stdlib)
+			bargv[k++] = "--stdlib";
+		if (on) {
+			bargv[k++] = "--on";
+			bargv[k++] = (char *)on;
+		}
 		if (have_startup) {
 			bargv[k++] = "--startup";
 			bargv[k++] = startup;
@@ -715,6 +764,16 @@ static int cmd_inspect(int argc, char **argv)
 		       (unsigned int)h->hash_seed);
 	else
 		printf("hashes:          none stored (any PYTHONHASHSEED)\n");
+	if (h->on_checksum)
+		printf("built on:        the layer at 0x%llx-0x%llx (header checksum %016llx)\n",
+		       (unsigned long long)h->on_base,
+		       (unsigned long long)(h->on_base + h->on_size),
+		       (unsigned long long)h->on_checksum);
+	else
+		printf("built on:        nothing (a lowest layer, or a single archive)\n");
+	if (h->versions_count)
+		printf("code versions:   0x%x-0x%x\n", h->versions_first,
+		       h->versions_first + h->versions_count - 1);
 	printf("modules:         %u (%u packages)\n", h->nr_modules, packages);
 	printf("names pool:      %u strings, offset 0x%llx, %llu bytes\n",
 	       h->nr_names,

@@ -106,7 +106,10 @@ static PyObject *layout_ran(struct pycds_session *rt, PyObject *out)
  * exception on error. */
 PyObject *pycds_layout_lines(void)
 {
-	struct pycds_session *rt = pycds_session();
+	struct pycds_stack *st = pycds_stack();
+	/* The layer being built is the last: the layers under it are the
+	 * ones it was built on (pycds build --on). */
+	struct pycds_session *rt = &st->layer[st->nr ? st->nr - 1 : 0];
 	PyObject *out = PyBytes_FromStringAndSize(NULL, 0);
 
 	out = layout_ran(rt, out);

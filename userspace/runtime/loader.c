@@ -120,15 +120,19 @@ static int pyc_would_load(const struct pycds_module *m, PyObject *path)
 	       size == (uint32_t)m->src_size;
 }
 
-/* Note @idx served: _pycds.stats()["served"] names each module once, in
- * the order they were first served. */
-static void served_note(struct pycds_session *rt, long idx, PyObject *name)
+/* Note @idx of layer @rt served: _pycds.stats()["served"] names each
+ * module once, in the order they were first served, and each layer's
+ * figures name its own. */
+static void served_note(struct pycds_stack *st, struct pycds_session *rt,
+			long idx, PyObject *name)
 {
 	if (rt->served_bits[idx / 8] & (1u << (idx % 8)))
 		return;
 	if (!rt->served && !(rt->served = PyList_New(0)))
 		goto fail;
-	if (PyList_Append(rt->served, name))
+	if (!st->served && !(st->served = PyList_New(0)))
+		goto fail;
+	if (PyList_Append(rt->served, name) || PyList_Append(st->served, name))
 		goto fail;
 	rt->served_bits[idx / 8] |= 1u << (idx % 8);
 	return;
@@ -137,78 +141,100 @@ fail:
 	PyErr_Clear();
 }
 
+/* What one layer answers for module @name from @self's file. */
+enum answer { ANS_MISS = 0, ANS_STALE, ANS_SERVED, ANS_ERROR };
+
+static enum answer layer_get_code(struct pycds_session *rt, PyObject *self,
+				  PyObject *name, PyObject **pathp,
+				  int sourceless, PyObject **codep)
+{
+	const struct pycds_module *m;
+	PyObject *code;
+	long idx;
+
+	if (!rt->enabled || rt->damaged)
+		return ANS_MISS;
+	idx = lookup_str(rt, name);
+	if (idx < 0)
+		goto miss;
+	m = pycds_module_get(&rt->ar, (uint32_t)idx);
+	/* Archived from a source file and asked for by a sourceless loader,
+	 * or the other way round: not the same module. */
+	if (!(m->flags & PYCDS_MOD_SOURCELESS) != !sourceless)
+		goto miss;
+	if (!*pathp && !(*pathp = PyObject_GetAttrString(self, "path"))) {
+		PyErr_Clear();
+		goto miss;
+	}
+	if (!origin_equal(rt, m, *pathp))
+		goto miss;
+	if (!source_fresh(rt, m)) {
+		rt->ctr.stale++;
+		return ANS_STALE;
+	}
+	if ((m->flags & PYCDS_MOD_WARNS) && !pyc_would_load(m, *pathp))
+		goto miss;
+	code = module_prepare(rt, (uint32_t)idx, probe_name(name));
+	if (!code)
+		goto miss;
+	code = served_code(code);
+	if (!code)
+		return ANS_ERROR;
+	rt->ctr.hits++;
+	served_note(pycds_stack(), rt, idx, name);
+	*codep = code;
+	return ANS_SERVED;
+miss:
+	rt->ctr.misses++;
+	return ANS_MISS;
+}
+
 /*
  * get_code(self, fullname) of the stock SourceFileLoader (@sourceless 0)
  * and SourcelessFileLoader (1), as pycds answers it: the archived code
- * object when the loader is of exactly that class, for a module the
- * archive holds from the loader's very file, and that file is unchanged;
+ * object from the first layer that holds the module from the loader's
+ * very file, unchanged, when the loader is of exactly that class;
  * otherwise what the stock method returns.  The import system keeps its
  * own finders, specs and loaders, so nothing but get_code tells a served
  * module from one loaded from its .pyc.
  */
-static PyObject *archive_get_code(struct pycds_session *rt, PyObject *self,
+static PyObject *archive_get_code(struct pycds_stack *st, PyObject *self,
 				  PyObject *const *args, Py_ssize_t nargs,
 				  PyObject *kwnames, int sourceless)
 {
-	PyObject *base = sourceless ? rt->pyc_get_code : rt->base_get_code;
-	PyObject *cls = sourceless ? rt->pyc_loader : rt->source_loader;
-	const struct pycds_module *m;
-	PyObject *name, *path, *code;
-	long idx;
+	PyObject *base = sourceless ? st->pyc_get_code : st->base_get_code;
+	PyObject *cls = sourceless ? st->pyc_loader : st->source_loader;
+	PyObject *name, *path = NULL, *code = NULL;
+	enum answer a = ANS_MISS;
+	int stale = 0;
+	unsigned int i;
 
-	if (!rt->enabled || rt->damaged || kwnames || nargs != 1 ||
+	if (!st->enabled || kwnames || nargs != 1 ||
 	    (PyObject *)Py_TYPE(self) != cls || !PyUnicode_Check(args[0]))
 		goto fallback;
 	name = args[0];
-	idx = lookup_str(rt, name);
-	if (idx < 0) {
-		rt->ctr.misses++;
-		STAP_PROBE1(pycds, module__missed, probe_name(name));
-		goto fallback;
+	for (i = 0; i < st->nr; i++) {
+		a = layer_get_code(&st->layer[i], self, name, &path, sourceless,
+				   &code);
+		if (a == ANS_SERVED || a == ANS_ERROR)
+			break;
+		stale |= a == ANS_STALE;
 	}
-	m = pycds_module_get(&rt->ar, (uint32_t)idx);
-	/* Archived from a source file and asked for by a sourceless loader,
-	 * or the other way round: not the same module. */
-	if (!(m->flags & PYCDS_MOD_SOURCELESS) != !sourceless) {
-		rt->ctr.misses++;
-		goto fallback;
-	}
-	path = PyObject_GetAttrString(self, "path");
-	if (!path) {
-		PyErr_Clear();
-		rt->ctr.misses++;
-		goto fallback;
-	}
-	if (!origin_equal(rt, m, path)) {
-		Py_DECREF(path);
-		rt->ctr.misses++;
-		goto fallback;
-	}
-	if (!source_fresh(rt, m)) {
-		Py_DECREF(path);
-		rt->ctr.stale++;
-		STAP_PROBE1(pycds, module__stale, probe_name(name));
-		goto fallback;
-	}
-	if ((m->flags & PYCDS_MOD_WARNS) && !pyc_would_load(m, path)) {
-		Py_DECREF(path);
-		rt->ctr.misses++;
-		STAP_PROBE1(pycds, module__missed, probe_name(name));
-		goto fallback;
-	}
-	Py_DECREF(path);
-	code = module_prepare(rt, (uint32_t)idx, probe_name(name));
-	if (!code) {
-		rt->ctr.misses++;
-		goto fallback;
-	}
-	code = served_code(code);
-	if (!code)
+	Py_XDECREF(path);
+	if (a == ANS_ERROR)
 		return NULL;
-	rt->ctr.hits++;
-	served_note(rt, idx, name);
-	STAP_PROBE1(pycds, module__served, probe_name(name));
-	return code;
+	if (a == ANS_SERVED) {
+		st->ctr.hits++;
+		STAP_PROBE1(pycds, module__served, probe_name(name));
+		return code;
+	}
+	if (stale) {
+		st->ctr.stale++;
+		STAP_PROBE1(pycds, module__stale, probe_name(name));
+	} else {
+		st->ctr.misses++;
+		STAP_PROBE1(pycds, module__missed, probe_name(name));
+	}
 fallback:
 	{
 		/* The stock method, called as the caller called ours. */
@@ -234,13 +260,13 @@ fallback:
 static PyObject *source_get_code(PyObject *self, PyObject *const *args,
 				 Py_ssize_t nargs, PyObject *kwnames)
 {
-	return archive_get_code(pycds_session(), self, args, nargs, kwnames, 0);
+	return archive_get_code(pycds_stack(), self, args, nargs, kwnames, 0);
 }
 
 static PyObject *pyc_get_code(PyObject *self, PyObject *const *args,
 			      Py_ssize_t nargs, PyObject *kwnames)
 {
-	return archive_get_code(pycds_session(), self, args, nargs, kwnames, 1);
+	return archive_get_code(pycds_stack(), self, args, nargs, kwnames, 1);
 }
 
 static PyMethodDef source_get_code_def = {
@@ -272,14 +298,14 @@ static int replace_get_code(PyObject *cls, PyMethodDef *def)
 
 /* Answer get_code on the stock loader classes, once per process.  The
  * stock methods were looked up before (import_machinery). */
-int install_get_code(struct pycds_session *rt)
+int install_get_code(struct pycds_stack *st)
 {
 	static int installed;
 
 	if (installed)
 		return 0;
-	if (replace_get_code(rt->source_loader, &source_get_code_def) ||
-	    replace_get_code(rt->pyc_loader, &pyc_get_code_def))
+	if (replace_get_code(st->source_loader, &source_get_code_def) ||
+	    replace_get_code(st->pyc_loader, &pyc_get_code_def))
 		return -1;
 	installed = 1;
 	return 0;
@@ -299,22 +325,22 @@ static PyObject *bootstrap_attr(const char *name)
 	return PyObject_GetAttrString(ext, name);
 }
 
-int import_machinery(struct pycds_session *rt)
+int import_machinery(struct pycds_stack *st)
 {
 	/* The stock methods, looked up once, before ours replace them. */
-	if (rt->base_get_code)
+	if (st->base_get_code)
 		return 0;
-	rt->source_loader = bootstrap_attr("SourceFileLoader");
-	rt->pyc_loader = bootstrap_attr("SourcelessFileLoader");
-	if (!rt->source_loader || !rt->pyc_loader)
+	st->source_loader = bootstrap_attr("SourceFileLoader");
+	st->pyc_loader = bootstrap_attr("SourcelessFileLoader");
+	if (!st->source_loader || !st->pyc_loader)
 		return -1;
-	if (!PyType_Check(rt->source_loader) || !PyType_Check(rt->pyc_loader)) {
+	if (!PyType_Check(st->source_loader) || !PyType_Check(st->pyc_loader)) {
 		PyErr_SetString(PyExc_ImportError,
 				"importlib's file loaders are not classes");
 		return -1;
 	}
-	rt->pyc_get_code = PyObject_GetAttrString(rt->pyc_loader, "get_code");
-	rt->base_get_code = PyObject_GetAttrString(rt->source_loader,
+	st->pyc_get_code = PyObject_GetAttrString(st->pyc_loader, "get_code");
+	st->base_get_code = PyObject_GetAttrString(st->source_loader,
 						   "get_code");
-	return rt->base_get_code && rt->pyc_get_code ? 0 : -1;
+	return st->base_get_code && st->pyc_get_code ? 0 : -1;
 }

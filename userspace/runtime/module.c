@@ -7,16 +7,27 @@
 static PyMethodDef pycds_methods[] = {
 	{ "enable", pycds_enable, METH_O,
 	  "enable(path) -> bool\n\n"
-	  "Map the archive at path and serve imports from it.  Returns False, "
-	  "after one 'pycds:' line on stderr, if the archive cannot be used." },
+	  "Map the archive at path and serve imports from it; path may name "
+	  "several layers, joined by ':' and searched in that order.  Returns "
+	  "False, after one 'pycds:' line on stderr for each layer that cannot "
+	  "be used, if none can." },
 	{ "stats", pycds_stats, METH_NOARGS,
 	  "stats() -> dict\n\n"
 	  "archive, base, preferred_base, relocated, modules, hits, misses, "
-	  "stale, rejected, error (None while the archive is in use), size." },
+	  "stale, rejected, error (None while the archive is in use), size, "
+	  "served, and layers: a dict of the same for each layer." },
 	{ "verify", pycds_verify, METH_O,
 	  "verify(path) -> None\n\n"
 	  "Check every part of the archive against this interpreter; raise "
 	  "ValueError with the reason if it is not sound." },
+	{ "describe", pycds_describe, METH_O,
+	  "describe(path) -> dict\n\n"
+	  "What a layer built on the archive at path needs to know of it: "
+	  "preferred_base, size, checksum, versions_first, versions_count, "
+	  "on (checksum, base and size of the layer it is built on, or None) "
+	  "and modules, a list of (name, origin, flags, mtime, size).  "
+	  "Raises ValueError if the archive is not sound for this "
+	  "interpreter." },
 	{ "write", (PyCFunction)(void (*)(void))pycds_write,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "write(path, modules, base=0x200000000000) -> (summary, left_out)\n\n"

@@ -122,6 +122,7 @@ bad:
 	 * serving from it.  Modules already served were checked and stay. */
 	rt->state[idx] = MOD_BAD;
 	rt->ctr.rejected++;
+	pycds_stack()->ctr.rejected++;
 	rt->damaged = 1;
 	report(rt->path, "module %s: %s; archive no longer used", name, err);
 	Py_XDECREF(rt->error);

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The _pycds runtime's private header: one session per process (the
- * archive in use and what the process did with it), passed by pointer to
- * every function that reads or changes it.  What each file owns:
+ * The _pycds runtime's private header.  A process has one stack of
+ * layers (PYCDS_ARCHIVE=A:B:...), searched in order; each layer is a
+ * session: one archive in use and what the process did with it, passed by
+ * pointer to every function that reads or changes it.  What each file
+ * owns:
  *
- *   session.c   the session itself: enable (open, check, map), stats,
- *               verify, the .pth hook
+ *   session.c   the stack and its sessions: enable (open, check, map),
+ *               stats, verify, the .pth hook
  *   map.c       opening, trusting and mapping an archive; its header,
  *               identity and hash-seed checks; the one-line reports
  *   memory.c    what the process copies and when: prefaulting, huge
@@ -58,6 +60,10 @@ enum chunk_state { CHUNK_UNSEEN = 0, CHUNK_PENDING, CHUNK_COPIED, CHUNK_MAPPED }
 
 struct io_uring;
 
+/* Layers one process stacks at most. */
+#define PYCDS_MAX_LAYERS 8
+
+/* One layer: an archive and what this process did with it. */
 struct pycds_session {
 	int enabled;			/* mapped and checked at start */
 	int damaged;			/* a module failed its checks */
@@ -92,23 +98,38 @@ struct pycds_session {
 	 * is the last argument of archive__mapped). */
 	struct pycds_counters ctr;
 	unsigned long long interned, redirected, prepare_ns;
-	/* Wall time of the last enable(): mapping, checks, hooks. */
-	unsigned long long enable_ns;
 	unsigned long long huge_chunks;	/* chunks copied into huge pages */
 	PyObject *error;		/* str, or NULL while in use */
+	PyObject *served;		/* list of the names served, or NULL */
+	uint8_t *served_bits;		/* one bit per module: in served */
+};
+
+/* The process's layers, and what is the process's own. */
+struct pycds_stack {
+	int enabled;			/* some layer is in use */
+	int verbose;
+	char *spec;			/* PYCDS_ARCHIVE's value, or enable()'s */
+	unsigned int nr;		/* layers named */
+	struct pycds_session layer[PYCDS_MAX_LAYERS];
+	/* What get_code answered, whichever layer served: pycds-top reads
+	 * these from the process's memory (archive__mapped gives their
+	 * address). */
+	struct pycds_counters ctr;
+	unsigned long long enable_ns;	/* the last enable(): every layer */
+	struct pycds_image image;	/* the interpreter's, found once */
+	int have_image;
 	/* loader.c */
 	PyObject *source_loader;	/* SourceFileLoader */
 	PyObject *base_get_code;	/* its stock get_code */
 	PyObject *pyc_loader;		/* SourcelessFileLoader */
 	PyObject *pyc_get_code;		/* its stock get_code */
 	PyObject *module;		/* _pycds */
-	PyObject *served;		/* list of the names served, or NULL */
-	uint8_t *served_bits;		/* one bit per module: in served */
+	PyObject *served;		/* every layer's, in the order served */
 };
 
-/* session.c: the process's one session (for entry points only: what the
+/* session.c: the process's one stack (for entry points only: what the
  * interpreter calls without a way to pass it). */
-struct pycds_session *pycds_session(void);
+struct pycds_stack *pycds_stack(void);
 
 /* map.c */
 void report(const char *path, const char *fmt, ...)
@@ -142,8 +163,8 @@ PyObject *module_prepare(struct pycds_session *rt, uint32_t idx,
 PyObject *served_code(PyObject *code);
 
 /* loader.c */
-int import_machinery(struct pycds_session *rt);
-int install_get_code(struct pycds_session *rt);
+int import_machinery(struct pycds_stack *st);
+int install_get_code(struct pycds_stack *st);
 
 /* prefetch.c */
 void prefetch_start(struct pycds_session *rt, int fd, size_t size);

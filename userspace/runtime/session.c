@@ -18,17 +18,16 @@
 
 #include "runtime.h"
 
-/* One per process: an archive is enabled at most once. */
-static struct pycds_session session;
+/* One per process: its layers are enabled at most once. */
+static struct pycds_stack stack;
 
-struct pycds_session *pycds_session(void)
+struct pycds_stack *pycds_stack(void)
 {
-	return &session;
+	return &stack;
 }
 
-static void exit_summary(void)
+static void layer_summary(struct pycds_session *rt)
 {
-	struct pycds_session *rt = &session;
 	uint64_t c;
 
 	if (!rt->enabled)
@@ -46,6 +45,14 @@ static void exit_summary(void)
 				rt->huge[c] == CHUNK_COPIED ? "huge page"
 				: rt->huge[c] == CHUNK_PENDING ? "pages"
 							     : "not eligible");
+}
+
+static void exit_summary(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < stack.nr; i++)
+		layer_summary(&stack.layer[i]);
 }
 
 /*
@@ -81,11 +88,58 @@ static int versions_free(char *err, size_t errlen)
 	return 0;
 }
 
-static int enable_try(struct pycds_session *rt, PyObject *module,
-		      const char *path)
+/* Layers stacked in one process must not share a function version (two
+ * functions with one version would pass each other's specialization
+ * guards): a layer built on another (--on) takes versions after it. */
+static int versions_apart(struct pycds_stack *st, struct pycds_session *rt,
+			  char *err, size_t errlen)
+{
+	const struct pycds_header *h = rt->ar.hdr;
+	unsigned int i;
+
+	for (i = 0; h->versions_count && &st->layer[i] != rt; i++) {
+		const struct pycds_session *lo = &st->layer[i];
+		const struct pycds_header *l = lo->enabled ? lo->ar.hdr : NULL;
+
+		if (!l || !l->versions_count)
+			continue;
+		if ((uint64_t)h->versions_first <
+			    (uint64_t)l->versions_first + l->versions_count &&
+		    (uint64_t)l->versions_first <
+			    (uint64_t)h->versions_first + h->versions_count) {
+			snprintf(err, errlen,
+				 "its function versions overlap those of layer "
+				 "%s (build it with --on that layer)",
+				 lo->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The same file named twice: the second names nothing new. */
+static int layer_repeated(struct pycds_stack *st, struct pycds_session *rt,
+			  char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; &st->layer[i] != rt; i++)
+		if (st->layer[i].enabled && st->layer[i].dev == rt->dev &&
+		    st->layer[i].ino == rt->ino) {
+			snprintf(err, errlen, "the same file as layer %s",
+				 st->layer[i].path);
+			return -1;
+		}
+	return 0;
+}
+
+/* Map, check and start serving layer @rt from @path: 1 in use, 0 not
+ * (after its one line), -1 with an exception. */
+static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
+		      PyObject *module, const char *path)
 {
 	char err[PYCDS_ERR_LEN];
-	struct stat st;
+	struct stat sb;
 	int fd = -1;
 
 	free(rt->path);
@@ -94,19 +148,28 @@ static int enable_try(struct pycds_session *rt, PyObject *module,
 		PyErr_NoMemory();
 		return -1;
 	}
-	if (pycds_image_find(&rt->image)) {
-		set_error(rt, path, "cannot find the interpreter image");
-		return 0;
+	rt->verbose = st->verbose;
+	if (!st->have_image) {
+		if (pycds_image_find(&st->image)) {
+			set_error(rt, path, "cannot find the interpreter image");
+			return 0;
+		}
+		st->have_image = 1;
 	}
+	rt->image = st->image;
 	rt->map = archive_map(path, 1, PROT_READ | PROT_WRITE, &rt->ar, &fd,
-			      &st, err, sizeof(err));
+			      &sb, err, sizeof(err));
 	if (!rt->map) {
 		set_error(rt, path, err);
 		return 0;
 	}
 	rt->map_size = rt->ar.size;
-	rt->dev = st.st_dev;
-	rt->ino = st.st_ino;
+	rt->dev = sb.st_dev;
+	rt->ino = sb.st_ino;
+	if (layer_repeated(st, rt, err, sizeof(err))) {
+		close(fd);
+		goto reject;
+	}
 	rt->prefault = prefault_policy(rt);
 	rt->thp = -1;
 	prefetch_start(rt, fd, rt->map_size);
@@ -115,7 +178,8 @@ static int enable_try(struct pycds_session *rt, PyObject *module,
 	close(fd);
 	if (archive_check(&rt->ar, &rt->image, err, sizeof(err)) ||
 	    hash_seed_check(rt, err, sizeof(err)) ||
-	    versions_free(err, sizeof(err)))
+	    versions_free(err, sizeof(err)) ||
+	    versions_apart(st, rt, err, sizeof(err)))
 		goto reject;
 	padding_keep_hole(rt);
 	rt->state = calloc(rt->ar.hdr->nr_modules ? rt->ar.hdr->nr_modules
@@ -128,6 +192,7 @@ static int enable_try(struct pycds_session *rt, PyObject *module,
 	}
 	pycds_image_ctx_fill(&rt->ctx, &rt->image);
 	{
+		/* Statics of the interpreter: one cache for every layer. */
 		static uint64_t seen[PYCDS_STATIC_SEEN];
 
 		rt->ctx.static_seen = seen;
@@ -137,10 +202,10 @@ static int enable_try(struct pycds_session *rt, PyObject *module,
 		snprintf(err, sizeof(err), "out of memory");
 		goto reject;
 	}
-	if (import_machinery(rt))
+	if (import_machinery(st))
 		return -1;
-	Py_XSETREF(rt->module, Py_NewRef(module));
-	if (install_get_code(rt))
+	Py_XSETREF(st->module, Py_NewRef(module));
+	if (install_get_code(st))
 		return -1;
 	if (names_keep_at_exit(rt))
 		return -1;
@@ -148,25 +213,24 @@ static int enable_try(struct pycds_session *rt, PyObject *module,
 	Py_CLEAR(rt->error);
 	{
 		/* In registers: libbpf's USDT reader does not take
-		 * RIP-relative operands. */
+		 * RIP-relative operands.  One event per layer; the counters
+		 * are the process's. */
 		const char *p = rt->path;
 		uint64_t b = (uint64_t)(uintptr_t)rt->map, sz = rt->map_size;
-		uint64_t ctr = (uint64_t)(uintptr_t)&rt->ctr;
+		uint64_t ctr = (uint64_t)(uintptr_t)&st->ctr;
 		uint32_t rel = rt->ar.delta != 0;
 
 		__asm__ volatile("" : "+r"(p), "+r"(b), "+r"(sz), "+r"(rel),
 				 "+r"(ctr));
 		STAP_PROBE5(pycds, archive__mapped, p, b, sz, rel, ctr);
 	}
-	if (rt->verbose) {
+	if (rt->verbose)
 		fprintf(stderr,
 			"pycds: %s: mapped at 0x%llx (%s, preferred 0x%llx), %u modules, %zu bytes\n",
 			path, (unsigned long long)(uintptr_t)rt->map,
 			rt->ar.delta ? "relocated" : "not relocated",
 			(unsigned long long)rt->ar.hdr->preferred_base,
 			rt->ar.hdr->nr_modules, rt->map_size);
-		Py_AtExit(exit_summary);
-	}
 	return 1;
 reject:
 	prefetch_end(rt);
@@ -177,55 +241,120 @@ reject:
 	return 0;
 }
 
-/* enable_try(), its wall time kept for _pycds.stats(). */
-static int enable_path(struct pycds_session *rt, PyObject *module,
-		       const char *path)
+/*
+ * Enable every layer @spec names (PYCDS_ARCHIVE's syntax: paths joined by
+ * ':', searched in that order; empty entries are skipped), each on its
+ * own: a layer that cannot be used costs its one line and the others
+ * serve.  1 if some layer is in use, 0 if none, -1 with an exception.
+ * Its wall time is kept for _pycds.stats().
+ */
+static int enable_spec(struct pycds_stack *st, PyObject *module,
+		       const char *spec)
 {
 	struct timespec t0, t1;
-	int ret;
+	const char *p = spec, *colon;
+	int ret = 0, r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = enable_try(rt, module, path);
+	free(st->spec);
+	st->spec = strdup(spec);
+	if (!st->spec) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (; *p; p = *colon ? colon + 1 : colon) {
+		char path[4096];
+		size_t len;
+
+		colon = strchrnul(p, ':');
+		len = (size_t)(colon - p);
+		if (!len)
+			continue;
+		if (st->nr == PYCDS_MAX_LAYERS) {
+			report(spec, "more than %d layers: %s and after unused",
+			       PYCDS_MAX_LAYERS, p);
+			break;
+		}
+		if (len >= sizeof(path)) {
+			report(spec, "a layer's path is too long");
+			continue;
+		}
+		memcpy(path, p, len);
+		path[len] = '\0';
+		r = enable_try(st, &st->layer[st->nr++], module, path);
+		if (r < 0) {
+			ret = -1;
+			break;
+		}
+		ret |= r;
+	}
+	if (ret > 0) {
+		st->enabled = 1;
+		if (st->verbose)
+			Py_AtExit(exit_summary);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	rt->enable_ns = (t1.tv_sec - t0.tv_sec) * 1000000000ULL + t1.tv_nsec -
+	st->enable_ns = (t1.tv_sec - t0.tv_sec) * 1000000000ULL + t1.tv_nsec -
 			t0.tv_nsec;
 	return ret;
 }
 
-/* _pycds.enable(path) -> bool: True if the archive is in use. */
+/* Layers named before, none of which could be used: forgotten, so that
+ * enable() can be called again. */
+static void stack_reset(struct pycds_stack *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < st->nr; i++) {
+		struct pycds_session *rt = &st->layer[i];
+
+		free(rt->path);
+		free(rt->state);
+		free(rt->huge);
+		free(rt->asked);
+		free(rt->served_bits);
+		Py_CLEAR(rt->error);
+		Py_CLEAR(rt->served);
+		memset(rt, 0, sizeof(*rt));
+	}
+	st->nr = 0;
+}
+
+/* _pycds.enable(spec) -> bool: True if some layer is in use. */
 PyObject *pycds_enable(PyObject *self, PyObject *arg)
 {
-	struct pycds_session *rt = &session;
+	struct pycds_stack *st = &stack;
 	PyObject *bytes;
 	int ret;
 
-	if (rt->enabled) {
+	if (st->enabled) {
 		PyErr_Format(PyExc_RuntimeError, "an archive is already in use: %s",
-			     rt->path);
+			     st->spec);
 		return NULL;
 	}
 	if (!PyUnicode_FSConverter(arg, &bytes))
 		return NULL;
-	ret = enable_path(rt, self, PyBytes_AS_STRING(bytes));
+	stack_reset(st);
+	ret = enable_spec(st, self, PyBytes_AS_STRING(bytes));
 	Py_DECREF(bytes);
 	if (ret < 0)
 		return NULL;
 	return PyBool_FromLong(ret);
 }
 
-PyObject *pycds_stats(PyObject *self, PyObject *noargs)
+static const char *prefetch_name(int p)
 {
-	struct pycds_session *rt = &session;
-	const struct pycds_header *h = rt->enabled ? rt->ar.hdr : NULL;
-	const char *prefetch = rt->prefetch == PREFETCH_URING  ? "uring"
-			       : rt->prefetch == PREFETCH_SYNC ? "sync"
-							       : "none";
+	return p == PREFETCH_URING ? "uring" : p == PREFETCH_SYNC ? "sync" : "none";
+}
 
-	(void)self;
-	(void)noargs;
+/* One layer's figures. */
+static PyObject *layer_stats(struct pycds_session *rt)
+{
+	const struct pycds_header *h = rt->enabled ? rt->ar.hdr : NULL;
+
 	return Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,"
-		"s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s,s:N}",
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,"
+		"s:N,s:K,s:s,s:N,s:N}",
 		"archive", rt->path,
 		"base", h ? PyLong_FromVoidPtr(rt->map) : Py_NewRef(Py_None),
 		"preferred_base",
@@ -238,21 +367,115 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		"stale", rt->ctr.stale,
 		"rejected", rt->ctr.rejected,
 		"error", rt->error ? rt->error : Py_None,
-		"size", (unsigned long long)rt->map_size,
+		"size", (unsigned long long)(h ? rt->map_size : 0),
 		"interned", rt->interned,
 		"redirected", rt->redirected,
 		"prepare_ns", rt->prepare_ns,
-		"enable_ns", rt->enable_ns,
-		"image_bias", (unsigned long long)rt->ctx.bias,
 		"hash_seed",
 		h && h->hash_flags & PYCDS_HASHES_STORED
 			? PyLong_FromUnsignedLong(h->hash_seed)
 			: Py_NewRef(Py_None),
 		"huge_chunks", rt->huge_chunks,
-		"prefetch", prefetch,
+		"prefetch", prefetch_name(rt->prefetch),
+		"on",
+		h && h->on_checksum ? PyLong_FromUnsignedLongLong(h->on_base)
+				    : Py_NewRef(Py_None),
 		"served",
 		rt->served ? PyList_GetSlice(rt->served, 0, PY_SSIZE_T_MAX)
 			   : PyList_New(0));
+}
+
+/*
+ * _pycds.stats(): the process's figures, and under "layers" each layer's.
+ * With one layer, the top level is that layer's.  With several, base,
+ * preferred_base and prefetch are the first layer in use's, relocated
+ * says whether any is, modules, size and the counts are sums over the
+ * layers, and error is None only when every layer is in use.
+ */
+PyObject *pycds_stats(PyObject *self, PyObject *noargs)
+{
+	struct pycds_stack *st = &stack;
+	struct pycds_session *first = NULL, *bad = NULL;
+	unsigned long long size = 0, interned = 0, redirected = 0,
+			   prepare_ns = 0, huge = 0, rejected = 0;
+	unsigned int i, modules = 0;
+	int relocated = 0;
+	PyObject *layers, *error = NULL, *ret;
+
+	(void)self;
+	(void)noargs;
+	layers = PyList_New(0);
+	if (!layers)
+		return NULL;
+	for (i = 0; i < st->nr; i++) {
+		struct pycds_session *rt = &st->layer[i];
+		PyObject *d = layer_stats(rt);
+
+		if (!d || PyList_Append(layers, d)) {
+			Py_XDECREF(d);
+			Py_DECREF(layers);
+			return NULL;
+		}
+		Py_DECREF(d);
+		rejected += rt->ctr.rejected;
+		interned += rt->interned;
+		redirected += rt->redirected;
+		prepare_ns += rt->prepare_ns;
+		huge += rt->huge_chunks;
+		if (!rt->enabled || rt->error) {
+			if (!bad)
+				bad = rt;
+			if (!rt->enabled)
+				continue;
+		}
+		if (!first)
+			first = rt;
+		relocated |= rt->ar.delta != 0;
+		modules += rt->ar.hdr->nr_modules;
+		size += rt->map_size;
+	}
+	if (bad && bad->error)
+		error = st->nr == 1 ? Py_NewRef(bad->error)
+				    : PyUnicode_FromFormat("%s: %U", bad->path,
+							   bad->error);
+	else
+		error = Py_NewRef(Py_None);
+	if (!error) {
+		Py_DECREF(layers);
+		return NULL;
+	}
+	ret = Py_BuildValue(
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:N,"
+		"s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s,s:N,s:N}",
+		"archive", st->spec,
+		"base", first ? PyLong_FromVoidPtr(first->map) : Py_NewRef(Py_None),
+		"preferred_base",
+		first ? PyLong_FromUnsignedLongLong(first->ar.hdr->preferred_base)
+		      : Py_NewRef(Py_None),
+		"relocated", relocated ? Py_True : Py_False,
+		"modules", modules,
+		"hits", st->ctr.hits,
+		"misses", st->ctr.misses,
+		"stale", st->ctr.stale,
+		"rejected", rejected,
+		"error", error,
+		"size", size,
+		"interned", interned,
+		"redirected", redirected,
+		"prepare_ns", prepare_ns,
+		"enable_ns", st->enable_ns,
+		"image_bias", (unsigned long long)(first ? first->ctx.bias : 0),
+		"hash_seed",
+		first && first->ar.hdr->hash_flags & PYCDS_HASHES_STORED
+			? PyLong_FromUnsignedLong(first->ar.hdr->hash_seed)
+			: Py_NewRef(Py_None),
+		"huge_chunks", huge,
+		"prefetch", prefetch_name(first ? first->prefetch : PREFETCH_NONE),
+		"served",
+		st->served ? PyList_GetSlice(st->served, 0, PY_SSIZE_T_MAX)
+			   : PyList_New(0),
+		"layers", layers);
+	return ret;
 }
 
 /* ---- verify: every module, in-process, against this interpreter ---- */
@@ -298,14 +521,82 @@ out:
 	return NULL;
 }
 
+/* _pycds.describe(path): what `pycds build --on` reads of a lower layer. */
+PyObject *pycds_describe(PyObject *self, PyObject *arg)
+{
+	struct pycds_archive ar = { 0 };
+	struct pycds_image img;
+	char err[PYCDS_ERR_LEN] = "";
+	const struct pycds_header *h;
+	PyObject *bytes, *mods = NULL, *ret = NULL;
+	struct stat sb;
+	void *map;
+	uint32_t i;
+
+	(void)self;
+	if (!PyUnicode_FSConverter(arg, &bytes))
+		return NULL;
+	if (pycds_image_find(&img)) {
+		Py_DECREF(bytes);
+		PyErr_SetString(PyExc_RuntimeError,
+				"cannot find the interpreter image");
+		return NULL;
+	}
+	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, NULL,
+			  &sb, err, sizeof(err));
+	Py_DECREF(bytes);
+	if (!map || archive_check(&ar, &img, err, sizeof(err))) {
+		if (map)
+			munmap(map, ar.size);
+		PyErr_SetString(PyExc_ValueError, err);
+		return NULL;
+	}
+	h = ar.hdr;
+	mods = PyList_New(h->nr_modules);
+	for (i = 0; mods && i < h->nr_modules; i++) {
+		const struct pycds_module *m = pycds_module_get(&ar, i);
+		size_t nlen, olen;
+		const char *n = pycds_module_name(&ar, m, &nlen);
+		const char *o = pycds_module_origin(&ar, m, &olen);
+		PyObject *t = Py_BuildValue("(s#s#ILK)", n, (Py_ssize_t)nlen, o,
+					    (Py_ssize_t)olen, m->flags,
+					    (long long)m->src_mtime,
+					    (unsigned long long)m->src_size);
+
+		if (!t)
+			Py_CLEAR(mods);
+		else
+			PyList_SET_ITEM(mods, i, t);
+	}
+	if (mods)
+		ret = Py_BuildValue(
+			"{s:K,s:K,s:K,s:I,s:I,s:N,s:O}",
+			"preferred_base", (unsigned long long)h->preferred_base,
+			"size", (unsigned long long)h->file_size,
+			"checksum", (unsigned long long)h->header_checksum,
+			"versions_first", h->versions_first,
+			"versions_count", h->versions_count,
+			"on",
+			h->on_checksum ? Py_BuildValue("(KKK)",
+						       (unsigned long long)h->on_checksum,
+						       (unsigned long long)h->on_base,
+						       (unsigned long long)h->on_size)
+				       : Py_NewRef(Py_None),
+			"modules", mods);
+	Py_XDECREF(mods);
+	munmap(map, ar.size);
+	return ret;
+}
+
 /* _pycds._hook(): what the .pth file calls at start-up. */
 PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 {
-	struct pycds_session *rt = &session;
+	struct pycds_stack *st = &stack;
 	static int hooked;
 	const char *archive, *record, *verbose;
 	PyObject *flags, *ign;
 	long ignore = 0;
+	unsigned int i;
 
 	(void)noargs;
 	/* Once per process, even if 00-pycds.pth is reached twice (a venv's
@@ -326,13 +617,13 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	if (ignore || getuid() != geteuid() || getgid() != getegid())
 		Py_RETURN_NONE;
 	verbose = getenv("PYCDS_VERBOSE");
-	rt->verbose = verbose && *verbose && strcmp(verbose, "0");
+	st->verbose = verbose && *verbose && strcmp(verbose, "0");
 	record = getenv("PYCDS_RECORD");
 	if (record && *record)
 		pycds_record_start(record);
 	archive = getenv("PYCDS_ARCHIVE");
-	if (archive && *archive && !rt->enabled) {
-		if (enable_path(rt, self, archive) < 0) {
+	if (archive && *archive && !st->enabled) {
+		if (enable_spec(st, self, archive) < 0) {
 			/* Never let a broken archive stop the interpreter. */
 			PyObject *exc = PyErr_Occurred();
 
@@ -341,12 +632,13 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 			PyErr_Clear();
 		}
 	}
-	/* The layout run: what this process did with the first archive. */
-	if (record && *record && rt->enabled &&
+	/* The layout run: what this process did with the layer built. */
+	if (record && *record && st->enabled &&
 	    pycds_record_layout_at_exit() < 0)
 		PyErr_Clear();
-	/* Before the program runs: the prefetch ring's descriptor goes. */
-	prefetch_end(rt);
+	/* Before the program runs: the prefetch rings' descriptors go. */
+	for (i = 0; i < st->nr; i++)
+		prefetch_end(&st->layer[i]);
 	Py_RETURN_NONE;
 }
 

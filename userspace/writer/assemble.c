@@ -299,6 +299,13 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->nr_interns = l.nr_interns;
 	h->fsets_off = l.fsets_off;
 	h->nr_fsets = l.nr_fsets;
+#if PYCDS_CODE_VERSIONS
+	h->versions_first = w->versions_first;
+	h->versions_count = w->nr_code;
+#endif
+	h->on_checksum = w->on[0];
+	h->on_base = w->on[1];
+	h->on_size = w->on[2];
 	if (w->hashes) {
 		Py_hash_t ph = pycds_hash_probe();
 

@@ -385,9 +385,10 @@ static int emit_code(struct writer *w, PyObject *o, unsigned int in,
 	/* Functions take their version from their code object and never get
 	 * another: one per archived code object, from a range the process's
 	 * own counter is checked not to have reached (runtime/session.c). */
-	if (w->nr_code >= PYCDS_CODE_VERSION_ROOM)
+	if (w->versions_first - PYCDS_CODE_VERSION_BASE + w->nr_code >=
+	    PYCDS_CODE_VERSION_ROOM)
 		return left_out(w, "more code objects than function versions");
-	d->co_version = PYCDS_CODE_VERSION_BASE + w->nr_code++;
+	d->co_version = w->versions_first + w->nr_code++;
 #endif
 	memset((char *)d + offsetof(PyCodeObject, _co_firsttraceable) +
 		       sizeof(int),

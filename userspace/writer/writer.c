@@ -55,7 +55,7 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
- *	       ran=None)
+ *	       ran=None, hash_seed=None, versions_first=0, on=None)
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
  * [, sourceless[, warns]]), in the order a process is expected to import them:
@@ -67,13 +67,19 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  * to those are laid out with the objects it writes.
  * ran: a set of (filename, first line, qualified name) of code seen
  * running: its constants are laid out with the objects a process writes.
+ * versions_first: the function version of the first code object (3.13+;
+ * 0: the bottom of the archives' range); a layer on another takes the
+ * first version after the lower layer's.  on: (header checksum, preferred
+ * base, size) of the layer this one is built on, recorded in the header.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "path", "modules", "base", "preinterned",
-				  "ran", "hash_seed", NULL };
-	PyObject *hash_seed = Py_None;
+				  "ran", "hash_seed", "versions_first", "on",
+				  NULL };
+	PyObject *hash_seed = Py_None, *on = Py_None;
+	unsigned long long versions_first = 0;
 	unsigned long long base = PYCDS_DEFAULT_BASE;
 	struct writer w = {
 		.memo = { .val_size = sizeof(struct ref) },
@@ -87,11 +93,30 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKO", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
 					 &base, &w.preinterned, &w.ran,
-					 &hash_seed))
+					 &hash_seed, &versions_first, &on))
 		return NULL;
+	/* A layer on another: its code's function versions follow the
+	 * lower layer's, so that both can serve one process. */
+#if PYCDS_CODE_VERSIONS
+	if (!versions_first)
+		versions_first = PYCDS_CODE_VERSION_BASE;
+	if (versions_first < PYCDS_CODE_VERSION_BASE ||
+	    versions_first >= PYCDS_CODE_VERSION_BASE + PYCDS_CODE_VERSION_ROOM) {
+		PyErr_Format(PyExc_ValueError,
+			     "versions_first must be from %#x to %#x",
+			     PYCDS_CODE_VERSION_BASE,
+			     PYCDS_CODE_VERSION_BASE + PYCDS_CODE_VERSION_ROOM - 1);
+		goto out;
+	}
+	w.versions_first = (uint32_t)versions_first;
+#endif
+	if (on != Py_None &&
+	    !PyArg_ParseTuple(on, "KKK;on is (checksum, base, size)", &w.on[0],
+			      &w.on[1], &w.on[2]))
+		goto out;
 	if (hash_seed != Py_None) {
 		/* The seed this process runs under: the caller sets
 		 * PYTHONHASHSEED and says which, so the header can name it. */

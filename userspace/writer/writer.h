@@ -43,6 +43,8 @@ struct writer {
 	uint32_t *pool_size;		/* its size, 8-aligned */
 	size_t nr_pool, cap_pool;
 	uint32_t nr_code;		/* code objects emitted: their versions */
+	uint32_t versions_first;	/* the first one's (3.13+) */
+	uint64_t on[3];			/* --on: checksum, base, size */
 	struct slot *slots;
 	size_t nr_slots, cap_slots;
 	struct pycds_table memo;	/* per module: object -> struct ref */
