@@ -140,9 +140,9 @@ int BPF_USDT(import_done, void *name, int found)
 
 SEC("usdt")
 int BPF_USDT(archive_mapped, const char *path, __u64 base, __u64 size,
-	     __u32 relocated, __u64 counters)
+	     __u32 relocated, __u64 counters, __u64 layer_counters)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, i;
 	struct pycds_proc *p;
 
 	if (!wanted(tgid))
@@ -150,11 +150,26 @@ int BPF_USDT(archive_mapped, const char *path, __u64 base, __u64 size,
 	p = proc_get(tgid, 1);
 	if (!p)
 		return 0;
-	p->base = base;
-	p->size = size;
-	p->relocated = relocated;
+	i = p->nr_layers;
+	if (i < PYCDS_TOP_LAYERS) {
+		struct pycds_layer_seen *l;
+
+		__asm__ volatile("" : "+r"(i));	/* keep the mask, as above */
+		l = &p->layer[i & (PYCDS_TOP_LAYERS - 1)];
+
+		l->base = base;
+		l->size = size;
+		l->counters = layer_counters;
+		bpf_probe_read_user_str(l->archive, sizeof(l->archive), path);
+		p->nr_layers = i + 1;
+	}
+	if (!p->base) {
+		p->base = base;
+		p->size = size;
+		bpf_probe_read_user_str(p->archive, sizeof(p->archive), path);
+	}
+	p->relocated |= relocated;
 	p->counters = counters;
-	bpf_probe_read_user_str(p->archive, sizeof(p->archive), path);
 	return 0;
 }
 
@@ -187,7 +202,28 @@ int BPF_USDT(archive_rejected, const char *path, const char *reason)
 		return 0;                                                    \
 	}
 
-COUNTER(module_served, hits)
+SEC("usdt")
+int BPF_USDT(module_served, const char *name, __u32 layer)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct pycds_proc *p;
+
+	if (!wanted(tgid))
+		return 0;
+	p = proc_get(tgid, 1);
+	if (!p)
+		return 0;
+	__sync_fetch_and_add(&p->hits, 1);
+	if (layer < PYCDS_TOP_LAYERS) {
+		/* Hidden from the compiler, which would otherwise drop the
+		 * mask the verifier needs (it knows layer is below 4). */
+		__asm__ volatile("" : "+r"(layer));
+		__sync_fetch_and_add(&p->layer[layer & (PYCDS_TOP_LAYERS - 1)].hits,
+				     1);
+	}
+	return 0;
+}
+
 COUNTER(module_missed, misses)
 COUNTER(module_stale, stale)
 
@@ -196,7 +232,7 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, i;
 	struct pycds_proc *p;
 
 	if (!wanted(tgid))
@@ -204,9 +240,15 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs,
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		return 0;
-	if (p->size && address >= p->base && address - p->base < p->size)
-		__sync_fetch_and_add(&p->faults_in, 1);
-	else
-		__sync_fetch_and_add(&p->faults_out, 1);
+	for (i = 0; i < PYCDS_TOP_LAYERS; i++) {
+		const struct pycds_layer_seen *l = &p->layer[i];
+
+		if (i < p->nr_layers && l->size && address >= l->base &&
+		    address - l->base < l->size) {
+			__sync_fetch_and_add(&p->faults_in, 1);
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(&p->faults_out, 1);
 	return 0;
 }

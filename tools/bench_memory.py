@@ -133,6 +133,95 @@ def measure(python, script, n, archive=None, **extra):
     return rows
 
 
+def fleet(pycds, python, scripts, per, rounds, loader, out):
+    """A host running several programs: @per concurrent processes of each
+    workload at once, total PSS, stock against one archive per workload
+    and against a standard-library layer (pycds build --stdlib) under one
+    layer per workload (--on), setups rotating over @rounds rounds."""
+    src = os.path.abspath(os.path.join(out, "fleet-src"))
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    std = os.path.join(src, "stdlib.pycds")
+    subprocess.run([pycds, "build", "-o", std, "--python", python,
+                    "--stdlib"], check=True, capture_output=True)
+    ok = []
+    for s in scripts:
+        name = os.path.basename(s)[:-3]
+        if subprocess.run([python, s], env=base_env(),
+                          capture_output=True).returncode:
+            print(f"bench-memory: skipping {s}: it fails stock",
+                  file=sys.stderr)
+            continue
+        cmd = ["--", python, "-c", RUNNER, s]
+        subprocess.run([pycds, "build", "-o", os.path.join(src, name +
+                        ".pycds"), "--python", python, *cmd], check=True,
+                       capture_output=True, input="")
+        subprocess.run([pycds, "build", "-o", os.path.join(src, name +
+                        "-on-stdlib.pycds"), "--on", std, "--python", python,
+                        *cmd], check=True, capture_output=True, input="")
+        ok.append((s, name))
+    mnt, where = os.path.abspath(os.path.join(out, "fleet-mnt")), src
+    use_loader = bool(loader) and os.geteuid() == 0
+    if use_loader:
+        os.makedirs(mnt, exist_ok=True)
+        subprocess.run([loader, "--mount", mnt, "--source", src],
+                       check=True, capture_output=True)
+        where = mnt
+    setups = {
+        "stock": lambda name: None,
+        "one archive each": lambda name: os.path.join(where, name +
+                                                      ".pycds"),
+        "stdlib layer + layer each": lambda name: (
+            os.path.join(where, "stdlib.pycds") + ":" +
+            os.path.join(where, name + "-on-stdlib.pycds")),
+    }
+    totals = {k: [] for k in setups}
+    faults = {k: [] for k in setups}
+    for r in range(rounds):
+        order = list(setups)
+        order = order[r % 3:] + order[:r % 3]
+        for k in order:
+            groups = []
+            try:
+                for s, name in ok:
+                    a = setups[k](name)
+                    groups.append(start_group(python, s, per, base_env(
+                        **({"PYCDS_ARCHIVE": a} if a else {}))))
+                time.sleep(0.3)
+                procs = [p for g in groups for p in g]
+                if k != "stock" and not all(p.base for p in procs):
+                    raise SystemExit(f"bench-memory: {k}: an archive is "
+                                     "not in use")
+                totals[k].append(sum(pss_total(p.pid) for p in procs))
+                faults[k].append(statistics.median(minflt(p.pid)
+                                                   for p in procs))
+            finally:
+                for g in groups:
+                    stop_group(g)
+    n = per * len(ok)
+    print(f"{python}; a fleet of {n} concurrent processes ({per} of each "
+          f"of {', '.join(nm for _, nm in ok)}), paused after the workload; "
+          f"archives on {'huge-page tmpfs (pycds-loader)' if use_loader else 'the build directory'}; "
+          f"median of {rounds} rounds, setups rotating")
+    print(f"{'setup':<28}{'total PSS':>11}{'saved':>8}{'minflt':>8}"
+          f"{'archives':>10}")
+    ps = statistics.median(totals["stock"])
+    sizes = {"stock": 0,
+             "one archive each": sum(os.path.getsize(os.path.join(
+                 src, nm + ".pycds")) for _, nm in ok),
+             "stdlib layer + layer each": os.path.getsize(std) + sum(
+                 os.path.getsize(os.path.join(src, nm + "-on-stdlib.pycds"))
+                 for _, nm in ok)}
+    for k in setups:
+        t = statistics.median(totals[k])
+        print(f"{k:<28}{t / 1024:>9.1f}MB{(ps - t) / ps * 100:>7.1f}%"
+              f"{statistics.median(faults[k]):>8.0f}"
+              f"{sizes[k] / 1048576:>8.1f}MB")
+    if use_loader:
+        subprocess.run([loader, "--unmount", "--mount", mnt],
+                       capture_output=True)
+
+
 def compare_trees(pycds, python, against, scripts, n, rounds, loader, out):
     """Old tree against new: each workload's archive built by each tree's
     pycds for its own venv, published by one loader mount; rounds of
@@ -197,10 +286,19 @@ def main():
                          "pycds and venv/bin/python): stock, that tree and "
                          "this one, rotating")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="with --against: rounds per workload")
+                    help="with --against: rounds per workload; with "
+                         "--fleet: rounds of the three setups")
+    ap.add_argument("--fleet", type=int, metavar="PER", default=None,
+                    help="the fleet figure instead: PER processes of every "
+                         "workload at once, stock, one archive per "
+                         "workload, and a standard-library layer under a "
+                         "layer per workload")
     a = ap.parse_args()
     pycds, python, scripts = setup(a.workloads, a.out)
     loader = os.environ.get("PYCDS_LOADER")
+    if a.fleet:
+        fleet(pycds, python, scripts, a.fleet, a.rounds, loader, a.out)
+        return
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,
                       a.n, a.rounds, loader, a.out)

@@ -3,7 +3,8 @@
 """Writes userspace/00-pycds.pth, the start-up hook, from the two blocks
 below: site executes each line of a .pth file that starts with "import",
 so the hook must be one line.  Every process that has PYCDS_ARCHIVE or
-PYCDS_RECORD set compiles FAST, once: when site reads the hook again (a
+PYCDS_RECORD set (or PYCDS_ARCHIVE unset and a host-wide default file)
+compiles FAST, once: when site reads the hook again (a
 venv gives its site directory twice), _pycds is loaded already.  SLOW,
 which explains why _pycds could not be loaded, is compiled only when
 that happens (and then on each read: it prints its line once).
@@ -13,6 +14,12 @@ that happens (and then on each read: it prints its line once).
 """
 import os
 import sys
+
+# The host-wide default, read when PYCDS_ARCHIVE is unset: the same path
+# as the runtime's PYCDS_DEFAULT_FILE (userspace/runtime/runtime.h), which
+# tests/py/test_default.py checks.  Without it, an unset PYCDS_ARCHIVE
+# costs one stat().
+DEFAULT_FILE = "/etc/pycds/archive"
 
 # Runs in site.addpackage's frame: sitedir and known_paths are its locals.
 FAST = '''\
@@ -57,8 +64,9 @@ def render():
     compile(code, "00-pycds.pth", "exec")
     return ("# pycds start-up hook, written by tools/mkpth.py\n"
             'import os, sys; (os.environ.get("PYCDS_ARCHIVE") or '
-            'os.environ.get("PYCDS_RECORD")) and "_pycds" not in '
-            'sys.modules and exec(%r)\n' % code)
+            'os.environ.get("PYCDS_RECORD") or ("PYCDS_ARCHIVE" not in '
+            'os.environ and os.path.exists(%r))) and "_pycds" not in '
+            'sys.modules and exec(%r)\n' % (DEFAULT_FILE, code))
 
 
 def main():

@@ -48,6 +48,10 @@ int pycds_record_layout_at_exit(void);
 /* writer/writer.c */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds);
 
+/* The host-wide default: one line in PYCDS_ARCHIVE's syntax, used when
+ * PYCDS_ARCHIVE is unset (tools/mkpth.py names the same path). */
+#define PYCDS_DEFAULT_FILE "/etc/pycds/archive"
+
 /* runtime/session.c, runtime/layout.c */
 PyObject *pycds_enable(PyObject *self, PyObject *arg);
 PyObject *pycds_stats(PyObject *self, PyObject *noargs);

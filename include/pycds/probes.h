@@ -4,11 +4,14 @@
  * the BPF maps pycds-top reads.  Shared by userspace/, bpf/ and tools/.
  *
  *   pycds:archive__mapped(const char *path, u64 base, u64 size,
- *                         u32 relocated, u64 counters)
- *     counters: address, in the process, of the runtime's struct
- *     pycds_counters, kept up to date as it serves.
+ *                         u32 relocated, u64 counters, u64 layer_counters)
+ *     once per layer mapped, in the order searched.  counters: address,
+ *     in the process, of the runtime's struct pycds_counters for the
+ *     process (whichever layer served), kept up to date as it serves;
+ *     layer_counters: the same for this layer alone.
  *   pycds:archive__rejected(const char *path, const char *reason)
- *   pycds:module__served(const char *name)
+ *   pycds:module__served(const char *name, u32 layer)
+ *     layer: the index of the layer that served it, from 0
  *   pycds:module__missed(const char *name)
  *   pycds:module__stale(const char *name)
  *
@@ -30,7 +33,20 @@ struct pycds_counters {
 	__u64 rejected;		/* failed their checks */
 };
 
-/* Per-process counters, keyed by tgid in the "procs" map. */
+/* Layers pycds-top follows per process. */
+#define PYCDS_TOP_LAYERS	4
+
+/* One layer a process mapped (archive__mapped). */
+struct pycds_layer_seen {
+	__u64 base;
+	__u64 size;
+	__u64 counters;		/* address of the layer's own counters */
+	__u64 hits;		/* module__served naming this layer */
+	char archive[PYCDS_PATH_LEN];
+};
+
+/* Per-process counters, keyed by tgid in the "procs" map.  base, size and
+ * archive are the first layer's. */
 struct pycds_proc {
 	__u64 base;		/* archive mapping (0: none seen) */
 	__u64 size;
@@ -48,6 +64,9 @@ struct pycds_proc {
 	__u64 hist_cum[PYCDS_HIST_SLOTS]; /* per import, cumulative time */
 	__u64 hist_self[PYCDS_HIST_SLOTS]; /* per import, minus nested ones */
 	char archive[PYCDS_PATH_LEN];
+	__u32 nr_layers;	/* archive__mapped seen, up to PYCDS_TOP_LAYERS */
+	__u32 pad;
+	struct pycds_layer_seen layer[PYCDS_TOP_LAYERS];
 };
 
 #endif /* PYCDS_PROBES_H */

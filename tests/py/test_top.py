@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """pycds-top on real probes: a process running from an archive is shown
 with the hits _pycds counted, exactly the imports -X importtime lists and
-faults inside the archive mapping; a stock process is shown with its
-import latency; the interactive view sorts on keys and quits on q."""
+faults inside the archive mapping; a process on two layers with each
+layer's hits; a stock process is shown with its import latency; the
+interactive view sorts on keys and quits on q."""
 import json
 import os
 import shutil
@@ -14,11 +15,15 @@ from pycdslib import PYTHON, WORKLOADS, Tap, build, require_bpf, run, scratch
 TOP = os.environ.get("PYCDS_TOP")
 require_bpf(TOP)
 
-t = Tap(12)
+t = Tap(13)
 tmp = scratch()
 script = os.path.join(WORKLOADS, "stdlib6.py")
 archive = os.path.join(tmp, "stdlib6.pycds")
 build(archive, ["--", PYTHON, script])
+lower = os.path.join(tmp, "json.pycds")
+upper = os.path.join(tmp, "stdlib6-on-json.pycds")
+build(lower, ["-m", "json"])
+build(upper, ["--on", lower, "--", PYTHON, script])
 
 # Runs the workload with -X importtime, then reports its pid and stats and
 # stays alive until stdin closes, so pycds-top sees it.
@@ -30,9 +35,11 @@ with contextlib.redirect_stdout(io.StringIO()):
 try:
     import _pycds
     hits = _pycds.stats()["hits"]
+    layers = [[l["archive"], l["hits"]] for l in _pycds.stats()["layers"]]
 except ImportError:
-    hits = None
-print(json.dumps({"pid": os.getpid(), "hits": hits}), flush=True)
+    hits = layers = None
+print(json.dumps({"pid": os.getpid(), "hits": hits, "layers": layers}),
+      flush=True)
 sys.stdin.read()
 """
 
@@ -52,12 +59,15 @@ top = subprocess.Popen([TOP, "-b", "-n", "1", "-d", "8", "--json",
                        stderr=subprocess.PIPE, text=True)
 line = top.stderr.readline()
 t.ok("attached" in line, "pycds-top attaches", line)
-fast, slow = start(archive), start(None)
+fast, slow, two = start(archive), start(None), start(f"{lower}:{upper}")
 rf = json.loads(fast.stdout.readline())
 rs = json.loads(slow.stdout.readline())
+r2 = json.loads(two.stdout.readline())
 out, err = top.communicate(timeout=60)
-for p in (fast, slow):
+for p in (fast, slow, two):
     p.stdin.close()
+two.stderr.read()
+two.wait()
 imports_fast = sum(1 for l in fast.stderr.read().splitlines()
                    if l.startswith("import time:") and "|" in l and
                    "imported package" not in l)
@@ -76,6 +86,11 @@ t.ok(a.get("archive") == os.path.realpath(archive) or
      a.get("archive") == archive, "archive path shown", a.get("archive"))
 t.ok(a.get("faults_in", 0) > 0, f"faults inside the archive mapping "
      f"({a.get('faults_in')})")
+l2 = (rows.get(r2["pid"]) or {}).get("layers")
+t.ok(l2 is not None and [[x["archive"], x["hits"]] for x in l2] ==
+     r2["layers"] and len(l2) == 2 and all(h > 0 for _, h in r2["layers"]),
+     "two layers: each shown with the hits _pycds counted for it",
+     f"top: {l2}\n_pycds: {r2['layers']}")
 t.ok(s.get("archive") is None and s.get("imports", 0) > 0 and
      s.get("p50_us", 0) > 0 and s.get("import_ms", 0) > 0,
      "stock process: no archive, imports with latency", s)

@@ -198,6 +198,18 @@ static int collect(int fd, __u32 only, struct row *rows)
 		r->comm[strcspn(r->comm, "\n")] = '\0';
 		top_smaps_archive(key, r->s.base, r->s.size, &r->clean_kb,
 			      &r->dirty_kb);
+		/* Every layer's range, added up. */
+		for (i = 1; i < (int)r->s.nr_layers && i < PYCDS_TOP_LAYERS;
+		     i++) {
+			long long c, d;
+
+			top_smaps_archive(key, r->s.layer[i].base,
+					  r->s.layer[i].size, &c, &d);
+			if (c >= 0 && r->clean_kb >= 0) {
+				r->clean_kb += c;
+				r->dirty_kb += d;
+			}
+		}
 		if (!counting_probes && r->s.counters) {
 			/* The runtime's own counters: no probe per module. */
 			struct pycds_counters c;
@@ -207,6 +219,12 @@ static int collect(int fd, __u32 only, struct row *rows)
 				r->s.misses = c.misses;
 				r->s.stale = c.stale;
 			}
+			for (i = 0; i < (int)r->s.nr_layers &&
+				    i < PYCDS_TOP_LAYERS; i++)
+				if (r->s.layer[i].counters &&
+				    !top_read_counters(key, r->s.layer[i].counters,
+						       &c))
+					r->s.layer[i].hits = c.hits;
 		}
 		r->p50_us = quantile_us(r->s.hist_cum, 0.5);
 		r->p99_us = quantile_us(r->s.hist_cum, 0.99);
@@ -274,6 +292,11 @@ static void print_json(struct row *rows, int n)
 		for (j = 0; j < PYCDS_HIST_SLOTS; j++)
 			printf("%s%llu", j ? ", " : "",
 			       (unsigned long long)r->s.hist_cum[j]);
+		printf("], \"layers\": [");
+		for (j = 0; j < (int)r->s.nr_layers && j < PYCDS_TOP_LAYERS; j++)
+			printf("%s{\"archive\": \"%s\", \"hits\": %llu}",
+			       j ? ", " : "", r->s.layer[j].archive,
+			       (unsigned long long)r->s.layer[j].hits);
 		printf("]}");
 	}
 	printf("\n]\n");
@@ -294,12 +317,18 @@ static void fmt_kb(char *buf, size_t len, long long kb)
 /* One table row, for batch output and the view alike. */
 static void format_row(char *buf, size_t len, const struct row *r)
 {
-	char c[24], d[24];
+	char c[24], d[24], name[PYCDS_PATH_LEN + 16];
 
 	fmt_kb(c, sizeof(c), r->clean_kb);
 	fmt_kb(d, sizeof(d), r->dirty_kb);
+	/* The first layer, and how many more. */
+	if (r->s.nr_layers > 1)
+		snprintf(name, sizeof(name), "%s+%u", base_name(r->s.archive),
+			 r->s.nr_layers - 1);
+	else
+		snprintf(name, sizeof(name), "%s", base_name(r->s.archive));
 	snprintf(buf, len, ROW, r->pid, r->comm,
-		 r->s.base ? base_name(r->s.archive) : "-",
+		 r->s.base ? name : "-",
 		 r->s.base ? (r->s.relocated ? "yes" : "no") : "-",
 		 (unsigned long long)r->s.imports,
 		 (unsigned long long)r->s.hits,

@@ -38,12 +38,20 @@ struct agg {
 	struct pycds_proc sum;
 };
 
+/* Modules served per layer, whichever process: exited ones folded. */
+struct layer_hits {
+	char layer[PYCDS_PATH_LEN];
+	__u64 hits;
+};
+
 static struct {
 	pthread_mutex_t lock;
 	int fd;
 	int per_process;
 	struct agg dead[MAX_LABELS];
 	int ndead;
+	struct layer_hits dead_layers[MAX_LABELS];
+	int ndead_layers;
 	struct { __u32 pid; struct pycds_proc s; } live[MAX_LIVE];
 	int nlive;
 	__u64 scrapes, collections;
@@ -86,6 +94,31 @@ static struct agg *agg_for(struct agg *tab, int *n, const struct pycds_proc *s)
 	return &tab[(*n)++];
 }
 
+/* @s's hits per layer, added to @tab. */
+static void add_layers(struct layer_hits *tab, int *n, int max,
+		       const struct pycds_proc *s)
+{
+	unsigned int i;
+	int j;
+
+	for (i = 0; i < s->nr_layers && i < PYCDS_TOP_LAYERS; i++) {
+		const struct pycds_layer_seen *l = &s->layer[i];
+
+		for (j = 0; j < *n; j++)
+			if (!strcmp(tab[j].layer, l->archive))
+				break;
+		if (j == *n) {
+			if (*n == max)
+				continue;
+			snprintf(tab[j].layer, sizeof(tab[j].layer), "%s",
+				 l->archive);
+			tab[j].hits = 0;
+			(*n)++;
+		}
+		tab[j].hits += l->hits;
+	}
+}
+
 /* Read the map: live processes are kept, exited ones folded and deleted. */
 static void collect_locked(void)
 {
@@ -111,6 +144,7 @@ static void collect_locked(void)
 		struct agg *a = agg_for(m.dead, &m.ndead, &s);
 
 		add(&a->sum, &s);
+		add_layers(m.dead_layers, &m.ndead_layers, MAX_LABELS, &s);
 		a->exits++;
 		if (ndead < 1024)
 			dead[ndead++] = key;
@@ -238,6 +272,24 @@ static char *render(size_t *len)
 			put(&b, "pycds_imports_total");
 			put_labels(&b, &ser[i], "result", res[j]);
 			put(&b, "} %llu\n", (unsigned long long)v[j]);
+		}
+	}
+	{
+		/* Per layer: exited processes' hits, then live ones'. */
+		static struct layer_hits lt[MAX_LABELS];
+		int nl = m.ndead_layers;
+
+		memcpy(lt, m.dead_layers, sizeof(lt[0]) * (size_t)nl);
+		for (i = 0; i < m.nlive; i++)
+			add_layers(lt, &nl, MAX_LABELS, &m.live[i].s);
+		put(&b, "# HELP pycds_layer_hits_total Modules a layer served "
+			"(PYCDS_ARCHIVE=A:B:...: the layer that served each), "
+			"over every process.\n"
+			"# TYPE pycds_layer_hits_total counter\n");
+		for (i = 0; i < nl; i++) {
+			put(&b, "pycds_layer_hits_total{layer=\"");
+			put_label(&b, lt[i].layer);
+			put(&b, "\"} %llu\n", (unsigned long long)lt[i].hits);
 		}
 	}
 	put(&b, "# HELP pycds_import_duration_seconds Time of each import "

@@ -225,7 +225,7 @@ static PyObject *archive_get_code(struct pycds_stack *st, PyObject *self,
 		return NULL;
 	if (a == ANS_SERVED) {
 		st->ctr.hits++;
-		STAP_PROBE1(pycds, module__served, probe_name(name));
+		STAP_PROBE2(pycds, module__served, probe_name(name), i);
 		return code;
 	}
 	if (stale) {

@@ -73,7 +73,7 @@ void set_error(struct pycds_session *rt, const char *path, const char *msg)
 
 #define PYCDS_FUSE_MAGIC 0x65735546
 
-static int trust_check(int fd, char *err, size_t errlen)
+int trust_check(int fd, char *err, size_t errlen)
 {
 	struct statfs sfs;
 	struct stat st;
@@ -110,6 +110,54 @@ static int trust_check(int fd, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The host-wide default at @path: its first line that is neither empty
+ * nor a comment ('#'), blanks around it dropped; malloc'd, or NULL when
+ * the file is missing, says nothing, or is not to be trusted (then one
+ * line says why).  The archives' rules: a regular file, owned by root or
+ * this user, writable by neither group nor others, not on FUSE.
+ */
+char *default_spec(const char *path)
+{
+	char buf[8192], err[PYCDS_ERR_LEN], *line, *next, *end;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			report(path, "cannot open: %s; ignored", strerror(errno));
+		return NULL;
+	}
+	if (trust_check(fd, err, sizeof(err)) &&
+	    strncmp(err, "file too short", 14)) {
+		close(fd);
+		report(path, "%s; ignored", err);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		report(path, "cannot read: %s; ignored", strerror(errno));
+		return NULL;
+	}
+	buf[n] = '\0';
+	for (line = buf; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		while (*line == ' ' || *line == '\t')
+			line++;
+		end = line + strlen(line);
+		while (end > line && (end[-1] == ' ' || end[-1] == '\t' ||
+				      end[-1] == '\r'))
+			*--end = '\0';
+		if (*line && *line != '#')
+			return strdup(line);
+	}
+	return NULL;
 }
 
 /*

@@ -60,6 +60,7 @@ PyMODINIT_FUNC PyInit__pycds(void)
 		return NULL;
 	if (pycds_runtime_init(m) ||
 	    PyModule_AddIntConstant(m, "FORMAT_VERSION", PYCDS_FORMAT_VERSION) ||
+	    PyModule_AddStringConstant(m, "DEFAULT_FILE", PYCDS_DEFAULT_FILE) ||
 	    PyModule_AddObject(m, "DEFAULT_BASE",
 			       PyLong_FromUnsignedLongLong(PYCDS_DEFAULT_BASE))) {
 		Py_DECREF(m);

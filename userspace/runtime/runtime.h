@@ -135,6 +135,8 @@ struct pycds_stack *pycds_stack(void);
 void report(const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void set_error(struct pycds_session *rt, const char *path, const char *msg);
+int trust_check(int fd, char *err, size_t errlen);
+char *default_spec(const char *path);
 int env_choice(const char *path, const char *var, const char *const *names,
 	       int dflt);
 void *archive_map(const char *path, int fixed, int prot,

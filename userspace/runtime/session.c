@@ -218,11 +218,12 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 		const char *p = rt->path;
 		uint64_t b = (uint64_t)(uintptr_t)rt->map, sz = rt->map_size;
 		uint64_t ctr = (uint64_t)(uintptr_t)&st->ctr;
+		uint64_t lctr = (uint64_t)(uintptr_t)&rt->ctr;
 		uint32_t rel = rt->ar.delta != 0;
 
 		__asm__ volatile("" : "+r"(p), "+r"(b), "+r"(sz), "+r"(rel),
-				 "+r"(ctr));
-		STAP_PROBE5(pycds, archive__mapped, p, b, sz, rel, ctr);
+				 "+r"(ctr), "+r"(lctr));
+		STAP_PROBE6(pycds, archive__mapped, p, b, sz, rel, ctr, lctr);
 	}
 	if (rt->verbose)
 		fprintf(stderr,
@@ -594,6 +595,7 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	struct pycds_stack *st = &stack;
 	static int hooked;
 	const char *archive, *record, *verbose;
+	char *dflt = NULL;
 	PyObject *flags, *ign;
 	long ignore = 0;
 	unsigned int i;
@@ -622,6 +624,9 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	if (record && *record)
 		pycds_record_start(record);
 	archive = getenv("PYCDS_ARCHIVE");
+	/* Unset (not empty): the host's default, if it has one. */
+	if (!archive && !st->enabled)
+		archive = dflt = default_spec(PYCDS_DEFAULT_FILE);
 	if (archive && *archive && !st->enabled) {
 		if (enable_spec(st, self, archive) < 0) {
 			/* Never let a broken archive stop the interpreter. */
@@ -639,6 +644,7 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	/* Before the program runs: the prefetch rings' descriptors go. */
 	for (i = 0; i < st->nr; i++)
 		prefetch_end(&st->layer[i]);
+	free(dflt);
 	Py_RETURN_NONE;
 }
 
