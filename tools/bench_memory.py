@@ -133,7 +133,7 @@ def measure(python, script, n, archive=None, **extra):
     return rows
 
 
-def fleet(pycds, python, scripts, per, rounds, loader, out):
+def fleet(pycds, python, scripts, per, rounds, loader, out, prefault=None):
     """A host running several programs: @per concurrent processes of each
     workload at once, total PSS, stock against one archive per workload
     and against a standard-library layer (pycds build --stdlib) under one
@@ -142,8 +142,12 @@ def fleet(pycds, python, scripts, per, rounds, loader, out):
     shutil.rmtree(src, ignore_errors=True)
     os.makedirs(src)
     std = os.path.join(src, "stdlib.pycds")
+    # The host's standard-library layer, laid out from the programs the
+    # host runs (what they import of it first).
+    runs = "; ".join(f"{python} -c \"$0\" {s}" for s in scripts)
     subprocess.run([pycds, "build", "-o", std, "--python", python,
-                    "--stdlib"], check=True, capture_output=True)
+                    "--stdlib", "--", "sh", "-c", runs, RUNNER], check=True,
+                   capture_output=True, input="")
     ok = []
     for s in scripts:
         name = os.path.basename(s)[:-3]
@@ -175,6 +179,7 @@ def fleet(pycds, python, scripts, per, rounds, loader, out):
             os.path.join(where, "stdlib.pycds") + ":" +
             os.path.join(where, name + "-on-stdlib.pycds")),
     }
+    extra = {"PYCDS_PREFAULT": prefault} if prefault else {}
     totals = {k: [] for k in setups}
     faults = {k: [] for k in setups}
     for r in range(rounds):
@@ -186,7 +191,7 @@ def fleet(pycds, python, scripts, per, rounds, loader, out):
                 for s, name in ok:
                     a = setups[k](name)
                     groups.append(start_group(python, s, per, base_env(
-                        **({"PYCDS_ARCHIVE": a} if a else {}))))
+                        **({"PYCDS_ARCHIVE": a} if a else {}), **extra)))
                 time.sleep(0.3)
                 procs = [p for g in groups for p in g]
                 if k != "stock" and not all(p.base for p in procs):
@@ -202,7 +207,8 @@ def fleet(pycds, python, scripts, per, rounds, loader, out):
     print(f"{python}; a fleet of {n} concurrent processes ({per} of each "
           f"of {', '.join(nm for _, nm in ok)}), paused after the workload; "
           f"archives on {'huge-page tmpfs (pycds-loader)' if use_loader else 'the build directory'}; "
-          f"median of {rounds} rounds, setups rotating")
+          f"median of {rounds} rounds, setups rotating"
+          + (f"; PYCDS_PREFAULT={prefault}" if prefault else ""))
     print(f"{'setup':<28}{'total PSS':>11}{'saved':>8}{'minflt':>8}"
           f"{'archives':>10}")
     ps = statistics.median(totals["stock"])
@@ -293,11 +299,14 @@ def main():
                          "workload at once, stock, one archive per "
                          "workload, and a standard-library layer under a "
                          "layer per workload")
+    ap.add_argument("--prefault", choices=("huge", "write", "read", "none"),
+                    help="with --fleet: PYCDS_PREFAULT for every process")
     a = ap.parse_args()
     pycds, python, scripts = setup(a.workloads, a.out)
     loader = os.environ.get("PYCDS_LOADER")
     if a.fleet:
-        fleet(pycds, python, scripts, a.fleet, a.rounds, loader, a.out)
+        fleet(pycds, python, scripts, a.fleet, a.rounds, loader, a.out,
+              a.prefault)
         return
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,

@@ -301,7 +301,13 @@ def main(argv):
     ran, native, scripts, pids = set(), {}, [], set()
     found, conflicts = read_records(a.records, ran, native, scripts, pids)
     if a.stdlib:
-        for name, origin in stdlib_modules().items():
+        # What the command imported of the standard library first, in
+        # its order (and laid out from its runs); nothing else of it.
+        std = stdlib_modules()
+        found = {n: o for n, o in found.items() if std.get(n) == o}
+        conflicts &= set(found)
+        recorded = len(found)
+        for name, origin in std.items():
             found.setdefault(name, origin)
     lower = lower_layer(a.on) if a.on else None
     if not found:
@@ -383,8 +389,9 @@ def main(argv):
             print(f"pycds: {on_lower} modules left to {a.on}, which "
                   f"serves them")
         n, u = len(pids), a.unrecorded
-        what = (f"{len(found)} modules of the standard library"
-                if a.stdlib else
+        what = (f"{len(found)} modules of the standard library, "
+                f"{recorded} of them recorded from {n} "
+                f"process{'es' if n != 1 else ''}" if a.stdlib else
                 f"recorded {len(found)} modules from {n} "
                 f"process{'es' if n != 1 else ''}")
         print(f"pycds: {what}"

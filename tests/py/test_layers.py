@@ -3,6 +3,7 @@
 
 - `pycds build --stdlib` holds the standard library's pure-Python
   modules (json, email.mime.text), no test suite, no site directory;
+  with a command, the same modules, what the command imported first;
 - `pycds build --on LOWER` leaves out what LOWER serves, takes a
   preferred base above LOWER's range and function versions after LOWER's;
   `pycds inspect` says what it is built on; `--base` inside LOWER's range
@@ -89,7 +90,7 @@ def check_run(t, what, archive, want_layers_hit):
 VERSIONS = run([PYTHON, "-c", "import sys; print(int(sys.version_info >= "
                 "(3, 13)))"]).stdout.strip() == "1"
 
-t = Tap(21)
+t = Tap(22)
 stock = run([PYTHON, main], cwd=app)
 stock.stderr = "".join(l for l in stock.stderr.splitlines(True)
                        if not l.startswith("STATS "))
@@ -107,6 +108,14 @@ t.ok(b.returncode == 0 and {"json", "json.decoder", "email.mime.text",
              m == "pkg" for m in mods),
      "--stdlib: the standard library's modules, no test suite, nothing of "
      "the program", describe(b) + f"\n{len(mods)} modules")
+std2 = os.path.join(tmp, "std-from-main.pycds")
+b2 = build(std2, ["--stdlib", "--", PYTHON, main], cwd=app)
+order = describe_archive(std2).get("modules", [])
+t.ok(b2.returncode == 0 and set(order) == mods and
+     order.index("json") < order.index("argparse") and
+     order.index("keyword") < order.index("argparse"),
+     "--stdlib with a command: the same modules, what it imported first, "
+     "nothing of the program", describe(b2) + f"\n{order[:30]}")
 upper = os.path.join(tmp, "app-on-std.pycds")
 b = build(upper, ["--on", std, "--", PYTHON, main], cwd=app)
 u = describe_archive(upper)

@@ -32,7 +32,7 @@ static const char usage_text[] =
 	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
 	"                   [--hash-seed N] [--on LOWER] -m MOD[,MOD...]\n"
 	"       pycds build -o FILE [--python PATH] [--base ADDR] [--hash-seed N]\n"
-	"                   [--on LOWER] --stdlib\n"
+	"                   [--on LOWER] --stdlib [-- CMD [ARGS...] | -m MOD[,MOD...]]\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
 	"       pycds --help | --version\n";
@@ -76,8 +76,11 @@ static const char help_text[] =
 	"                     the archive then serves only processes run\n"
 	"                     with that seed.  Default: no hashes, any seed.\n"
 	"  --stdlib           every pure-Python module of the interpreter's\n"
-	"                     standard library (its test suites left out),\n"
-	"                     instead of a command: the host-wide lower layer\n"
+	"                     standard library (its test suites left out):\n"
+	"                     the host-wide lower layer.  With a command (or\n"
+	"                     -m), what it imports of the standard library\n"
+	"                     is laid out first, from its runs, and nothing\n"
+	"                     else it imports is archived\n"
 	"  --on LOWER         a layer to stack on the archive LOWER\n"
 	"                     (PYCDS_ARCHIVE=LOWER:FILE): the modules LOWER\n"
 	"                     serves, from the same sources, are left out;\n"
@@ -434,9 +437,14 @@ static int cmd_build(int argc, char **argv)
 		fprintf(stderr, "pycds build: -o FILE is required\n");
 		return usage();
 	}
-	if ((!!mods + (optind < argc) + stdlib) != 1) {
+	if (mods && optind < argc) {
 		fprintf(stderr,
-			"pycds build: give one of -m MOD[,MOD...], --stdlib or -- CMD [ARGS...]\n");
+			"pycds build: give either -m MOD[,MOD...] or -- CMD [ARGS...]\n");
+		return usage();
+	}
+	if (!mods && optind == argc && !stdlib) {
+		fprintf(stderr,
+			"pycds build: give -m MOD[,MOD...], --stdlib or -- CMD [ARGS...]\n");
 		return usage();
 	}
 	if (on && (!*on || strchr(on, ':') || strlen(on) >= PATH_MAX)) {
@@ -448,9 +456,9 @@ static int cmd_build(int argc, char **argv)
 		fprintf(stderr, "pycds build: --on %s: %s\n", on, strerror(errno));
 		return 1;
 	}
-	/* The standard library is compiled, not run: nothing to lay out but
-	 * what a bare start runs. */
-	if (stdlib && force_layout) {
+	/* --stdlib alone: the standard library is compiled, not run, and
+	 * nothing is laid out but what a bare start runs. */
+	if (stdlib && !mods && optind == argc && force_layout) {
 		fprintf(stderr, "pycds build: --layout-run needs a command\n");
 		return usage();
 	}
@@ -502,7 +510,9 @@ static int cmd_build(int argc, char **argv)
 		goto out;
 	refusals = refusals_open(record);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = stdlib ? 0 : run_command(python, mods, argv + optind, env, 0);
+	status = stdlib && !mods && optind == argc
+			 ? 0
+			 : run_command(python, mods, argv + optind, env, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(env);
 	took = (double)(t1.tv_sec - t0.tv_sec) +
@@ -588,7 +598,7 @@ static int cmd_build(int argc, char **argv)
 			char *const sargv[] = { (char *)python, "-c", "pass",
 						NULL };
 
-			if (!stdlib)
+			if (mods || optind < argc)
 				run_command(python, mods, argv + optind, env, 1);
 			/* And a bare start: the code it runs (linecache's,
 			 * for -c) is laid out with what processes write. */
