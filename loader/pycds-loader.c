@@ -59,7 +59,8 @@ static const char help_text[] =
 	"  --foreground    keep running: republish on change in SRC, rescan on\n"
 	"                  SIGHUP, exit on SIGTERM or SIGINT\n"
 	"  --status        list published archives: size, interpreter, huge\n"
-	"                  page backing, processes mapping them, publish time\n"
+	"                  page backing, processes mapping them, publish time,\n"
+	"                  and the published layer each was built on (--on)\n"
 	"  --json          with --status: JSON\n"
 	"  --unmount       detach the tmpfs (mapped archives stay valid)\n"
 	"\n"
@@ -430,6 +431,37 @@ static int mappers(dev_t dev, ino_t ino)
 	return count;
 }
 
+/* The name of the published archive whose header checksum is @sum: the
+ * layer an archive was built on (pycds build --on), "?" when it is not
+ * published here, "-" when it was built on nothing. */
+static const char on_none[] = "-", on_unknown[] = "?";
+
+static const char *built_on(const char *dir, struct dirent **list, int n,
+			    uint64_t sum)
+{
+	char path[PATH_MAX];
+	struct pycds_header h;
+	int i, fd, hit;
+
+	if (!sum)
+		return on_none;
+	for (i = 0; i < n; i++) {
+		if (!is_archive_name(list[i]->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd < 0)
+			continue;
+		hit = pread(fd, &h, sizeof(h), 0) == sizeof(h) &&
+		      !memcmp(h.magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN) &&
+		      h.header_checksum == sum;
+		close(fd);
+		if (hit)
+			return list[i]->d_name;
+	}
+	return on_unknown;
+}
+
 static int status(const char *dir, int json)
 {
 	struct dirent **list;
@@ -443,10 +475,12 @@ static int status(const char *dir, int json)
 	if (json)
 		printf("[");
 	else
-		printf("%-28s %12s %-14s %10s %8s  %s\n", "ARCHIVE", "BYTES",
-		       "INTERPRETER", "HUGE_KB", "MAPPERS", "PUBLISHED");
+		printf("%-28s %12s %-14s %10s %8s  %-20s %-20s\n", "ARCHIVE",
+		       "BYTES", "INTERPRETER", "HUGE_KB", "MAPPERS", "PUBLISHED",
+		       "ON");
 	for (i = 0; i < n; i++) {
-		struct pycds_header h;
+		struct pycds_header h = { 0 };
+		const char *on;
 		char path[PATH_MAX], when[32], interp[32] = "?";
 		struct stat st;
 		struct tm tm;
@@ -462,8 +496,10 @@ static int status(const char *dir, int json)
 				close(fd);
 			goto next;
 		}
-		if (pread(fd, &h, sizeof(h), 0) == sizeof(h) &&
-		    !memcmp(h.magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN))
+		if (pread(fd, &h, sizeof(h), 0) != sizeof(h) ||
+		    memcmp(h.magic, PYCDS_MAGIC, PYCDS_MAGIC_LEN))
+			memset(&h, 0, sizeof(h));
+		else
 			snprintf(interp, sizeof(interp), "%u.%u.%u %.11s",
 				 h.interp.hexversion >> 24,
 				 (h.interp.hexversion >> 16) & 0xff,
@@ -474,13 +510,21 @@ static int status(const char *dir, int json)
 		procs = mappers(st.st_dev, st.st_ino);
 		gmtime_r(&st.st_ctim.tv_sec, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		if (json)
-			printf("%s\n {\"archive\": \"%s\", \"bytes\": %lld, \"interpreter\": \"%s\", \"huge_kb\": %lld, \"huge\": %s, \"mappers\": %d, \"published\": \"%s\"}",
+		on = built_on(dir, list, n, h.on_checksum);
+		if (json) {
+			printf("%s\n {\"archive\": \"%s\", \"bytes\": %lld, \"interpreter\": \"%s\", \"huge_kb\": %lld, \"huge\": %s, \"mappers\": %d, \"published\": \"%s\", \"on\": ",
 			       first ? "" : ",", path, (long long)st.st_size,
 			       interp, kb, kb > 0 ? "true" : "false", procs, when);
-		else
-			printf("%-28s %12lld %-14s %10lld %8d  %s\n", path,
-			       (long long)st.st_size, interp, kb, procs, when);
+			if (on == on_none)
+				printf("null}");
+			else if (on == on_unknown)
+				printf("\"?\"}");
+			else
+				printf("\"%s/%s\"}", dir, on);
+		} else {
+			printf("%-28s %12lld %-14s %10lld %8d  %-20s %s\n", path,
+			       (long long)st.st_size, interp, kb, procs, when, on);
+		}
 		first = 0;
 next:
 		free(list[i]);

@@ -249,10 +249,12 @@ def preinterned(modules, native, scripts=()):
 
 
 def read_layout(path, ran):
-    """(names found interned already, names that became canonical) in a
-    layout run: its '~<TAB>name' and '=<TAB>name' lines.  Its '@' lines,
+    """(names found interned already, names that became canonical, how
+    many processes made each canonical) in a layout run: its '~<TAB>name'
+    and '=<TAB>name' lines.  Its '@' lines,
     archived code the processes ran, go to the set @ran."""
     old, new = set(), set()
+    uses = {}
     try:
         with open(path, encoding="utf-8", errors="surrogatepass") as f:
             for line in f.read().split("\n"):
@@ -260,13 +262,14 @@ def read_layout(path, ran):
                     old.add(line[2:])
                 elif line[:2] == "=\t":
                     new.add(line[2:])
+                    uses[line[2:]] = uses.get(line[2:], 0) + 1
                 elif line[:2] == "@\t":
                     v = line.split("\t")
                     if len(v) == 4 and v[2].isdigit():
                         ran.add((v[1], int(v[2]), v[3]))
     except (OSError, UnicodeDecodeError):
         pass
-    return old, new - old
+    return old, new - old, uses
 
 
 def main(argv):
@@ -339,6 +342,8 @@ def main(argv):
         rank = {n: i for i, n in enumerate(first)}
         layout_order = sorted(modules, key=lambda m: rank.get(m[0], len(rank)))
     kw = {} if a.base is None else {"base": a.base}
+    if a.stdlib:
+        kw["stdlib"] = True
     if lower:
         # Above the lower layer, at the next 2 MiB boundary, so that both
         # map at their preferred bases; function versions after its own.
@@ -367,7 +372,11 @@ def main(argv):
         n: sum(1 for x in names[:k] if x in kept) for n, k in native.items()},
         scripts)
     if a.layout:
-        old, new = read_layout(a.layout, ran)
+        old, new, uses = read_layout(a.layout, ran)
+        # How many of the layout run's processes interned each name: the
+        # pool puts the names most processes use first (a layer shared
+        # by several programs keeps what each uses in fewer pages).
+        kw["name_uses"] = uses
         if kw["preinterned"] is not None:
             # What a process of the command did is known for the names
             # it used; the prediction stands for the others.

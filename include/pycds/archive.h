@@ -87,8 +87,11 @@ struct pycds_header {
 	 * each describing a str object in regions[PYCDS_REGION_NAMES]. */
 	uint64_t names_index_off;
 	uint32_t nr_names;
-	uint32_t reserved0;
-	uint64_t reserved1;
+	uint32_t flags;		/* PYCDS_ARCHIVE_* */
+	/* Pool entries at this file offset and after, to the pool's end,
+	 * are names the build expects a process to find interned already
+	 * (redirected, never written): not copied ahead.  0: none. */
+	uint64_t names_found_off;
 
 	uint64_t modules_off;	/* struct pycds_module[nr_modules] */
 	uint32_t nr_modules;
@@ -131,6 +134,12 @@ struct pycds_header {
 	uint64_t on_base;
 	uint64_t on_size;
 };
+
+/* A standard-library layer (pycds build --stdlib): shared by programs
+ * that each use a small part of it, so a process copies a 2 MiB chunk of
+ * it whole only when it has asked for most of the chunk. */
+#define PYCDS_ARCHIVE_STDLIB	0x1u
+#define PYCDS_ARCHIVE_KNOWN	PYCDS_ARCHIVE_STDLIB
 
 #define PYCDS_HASHES_STORED	0x1u
 /* The str whose hash tells a process's seed from the archive's. */

@@ -2,7 +2,8 @@
 """pycds-loader on real mounts: mount options, atomic publish of checked
 copies, huge-page backing seen by a process, and that a corrupt source, a
 full tmpfs or a killed loader never removes or damages what is published,
-even while processes start from it over and over."""
+even while processes start from it over and over, and a stack of two
+layers while either is republished."""
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pycdslib import (PYCDS, PYTHON, REGION_IDLE, REGION_NAMES, WORKLOADS,
                       Archive, Tap, build, pycds_lines, run, scratch)
 
 LOADER = os.environ.get("PYCDS_LOADER")
-PLAN = 24
+PLAN = 27
 if os.geteuid() != 0 or not LOADER:
     print(f"1..0 # SKIP needs root and PYCDS_LOADER (mounts tmpfs)")
     raise SystemExit(0)
@@ -210,6 +211,63 @@ t.ok(fails == 0, f"50 republishes succeeded ({fails} failed)", errs[:2])
 t.ok(len(results) >= 32 and not bad_runs,
      f"{len(results)} starts during republishing, {len(bad_runs)} failed or "
      "changed", bad_runs[:3])
+
+# Two layers: --status names the one each is built on, and republishing
+# either while 32 workers start from both changes nothing they print.
+lower_src = os.path.join(src, "json.pycds")
+upper_src = os.path.join(src, "app-on-json.pycds")
+bl = build(lower_src, ["-m", "json"])
+bu = build(upper_src, ["--on", lower_src, "--", PYTHON, script])
+p = loader()
+st = subprocess.run([LOADER, "--status", "--mount", mnt, "--json"],
+                    capture_output=True, text=True)
+try:
+    ons = {os.path.basename(e["archive"]): e["on"]
+           for e in json.loads(st.stdout)}
+except ValueError:
+    ons = {}
+t.ok(bl.returncode == 0 and bu.returncode == 0 and p.returncode == 0 and
+     ons.get("app-on-json.pycds") == os.path.join(mnt, "json.pycds") and
+     ons.get("json.pycds") is None,
+     "--status names the published layer a layer is built on",
+     st.stdout + st.stderr + bl.stderr + bu.stderr)
+stack = f"{os.path.join(mnt, 'json.pycds')}:{os.path.join(mnt, 'app-on-json.pycds')}"
+probe = run([PYTHON, "-c", "import runpy, sys, io, contextlib, _pycds\n"
+             "sys.argv = [sys.argv[1]]\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "print([l['hits'] for l in _pycds.stats()['layers']])", script],
+            PYCDS_ARCHIVE=stack)
+t.ok(probe.returncode == 0 and probe.stdout.strip().startswith("[") and
+     all(int(x) > 0 for x in probe.stdout.strip()[1:-1].split(",")),
+     "both published layers serve one process", probe.stdout + probe.stderr)
+stop.clear()
+results.clear()
+
+
+def layered_worker():
+    while not stop.is_set():
+        p = run([PYTHON, script], PYCDS_ARCHIVE=stack)
+        results.append((p.returncode, p.stdout, pycds_lines(p.stderr)))
+
+
+threads = [threading.Thread(target=layered_worker) for _ in range(32)]
+for th in threads:
+    th.start()
+fails = 0
+for i in range(30):
+    os.utime(lower_src if i % 2 else upper_src)
+    fails += loader().returncode != 0
+stop.set()
+for th in threads:
+    th.join()
+bad_runs = [r for r in results if r[0] != 0 or r[1] != stock or r[2]]
+t.ok(fails == 0 and len(results) >= 32 and not bad_runs,
+     f"30 republishes of either layer ({fails} failed), {len(results)} "
+     f"starts from both, {len(bad_runs)} failed or changed", bad_runs[:3])
+for f in (lower_src, upper_src):
+    os.unlink(f)
+    os.unlink(os.path.join(mnt, os.path.basename(f)))
 
 # Two loaders at once: the second waits for the first.
 a = subprocess.Popen([LOADER, "--mount", mnt, "--source", src],

@@ -774,6 +774,8 @@ static int cmd_inspect(int argc, char **argv)
 		       (unsigned int)h->hash_seed);
 	else
 		printf("hashes:          none stored (any PYTHONHASHSEED)\n");
+	if (h->flags & PYCDS_ARCHIVE_STDLIB)
+		printf("layer:           the standard library's (--stdlib)\n");
 	if (h->on_checksum)
 		printf("built on:        the layer at 0x%llx-0x%llx (header checksum %016llx)\n",
 		       (unsigned long long)h->on_base,

@@ -42,8 +42,8 @@ int pycds_header_check(const void *base, size_t size, char *err,
 		return fail(err, errlen, "header size %u, expected %zu",
 			    h->header_size, sizeof(*h));
 	/* Reserved means zero: a later format may give them meaning. */
-	if (h->reserved0 || h->reserved1)
-		return fail(err, errlen, "reserved header fields not zero");
+	if (h->flags & ~PYCDS_ARCHIVE_KNOWN)
+		return fail(err, errlen, "unknown archive flags 0x%x", h->flags);
 	if (h->hash_flags & ~PYCDS_HASHES_STORED)
 		return fail(err, errlen, "unknown hash flags 0x%x",
 			    h->hash_flags);
@@ -70,6 +70,11 @@ int pycds_header_check(const void *base, size_t size, char *err,
 			return fail(err, errlen, "region %s overlaps the header",
 				    pycds_region_name(i));
 	}
+	if (h->names_found_off &&
+	    (h->names_found_off < h->regions[PYCDS_REGION_NAMES].off ||
+	     h->names_found_off - h->regions[PYCDS_REGION_NAMES].off >=
+		     h->regions[PYCDS_REGION_NAMES].size))
+		return fail(err, errlen, "names_found_off outside the names pool");
 	if (!table_fits(h->modules_off, h->nr_modules,
 			sizeof(struct pycds_module), size))
 		return fail(err, errlen, "module table out of bounds");

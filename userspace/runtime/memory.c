@@ -209,6 +209,13 @@ static int thp_available(void)
  * modules.
  */
 #define HUGE_AFTER (256u << 10)
+/* A standard-library layer is shared by programs that each use a part of
+ * it (PYCDS_ARCHIVE_STDLIB): its chunks are copied whole only when most
+ * of one was asked for.  Measured on Debian 13's 3.13.5, rich_app on the
+ * layer built from five workloads: three chunks copied whole at 926, 390
+ * and 658 kB asked, 6 MiB for 2 MiB of spans; a fleet of 20 processes of
+ * five workloads then had 21% more PSS than stock. */
+#define HUGE_AFTER_SPARSE (1536u << 10)
 
 static int chunk_ready(struct pycds_session *rt, uint64_t c, uint64_t need)
 {
@@ -216,7 +223,10 @@ static int chunk_ready(struct pycds_session *rt, uint64_t c, uint64_t need)
 		rt->huge[c] = chunk_eligible(rt, c) ? CHUNK_PENDING
 						    : CHUNK_MAPPED;
 	rt->asked[c] += need;
-	if (rt->huge[c] == CHUNK_PENDING && rt->asked[c] >= HUGE_AFTER) {
+	if (rt->huge[c] == CHUNK_PENDING &&
+	    rt->asked[c] >= (rt->ar.hdr->flags & PYCDS_ARCHIVE_STDLIB
+				     ? HUGE_AFTER_SPARSE
+				     : HUGE_AFTER)) {
 		/* Asked only now: reading sysfs costs a small program
 		 * 40-100 us here. */
 		if (rt->thp < 0)

@@ -39,19 +39,34 @@ static int name_sane(struct pycds_session *rt, uint32_t idx, PyObject *o)
  * once, when the first entry in it is needed (one system call for four
  * pages; the pool is in the order the build's run first used its names). */
 #define NAMES_CHUNK (16u << 10)
+/* A standard-library layer's pool holds the names of every program that
+ * uses it, and a process interns a small part: its own pages only. */
+#define NAMES_CHUNK_SPARSE PYCDS_PAGE_SIZE
+
+static uint32_t names_chunk(const struct pycds_session *rt)
+{
+	return rt->ar.hdr->flags & PYCDS_ARCHIVE_STDLIB ? NAMES_CHUNK_SPARSE
+							: NAMES_CHUNK;
+}
 
 static void names_prefault(struct pycds_session *rt, const struct pycds_name *n)
 {
 	uint64_t pool = rt->ar.hdr->regions[PYCDS_REGION_NAMES].off;
-	uint64_t first = (n->off - pool) / NAMES_CHUNK;
-	uint64_t last = (n->off + n->size - 1 - pool) / NAMES_CHUNK;
+	uint32_t chunk = names_chunk(rt);
+	uint64_t found = rt->ar.hdr->names_found_off;
+	uint64_t first = (n->off - pool) / chunk;
+	uint64_t last = (n->off + n->size - 1 - pool) / chunk;
 	uint64_t c;
 
+	/* Expected to be found interned already: redirected, not written
+	 * (and if not, the one page is copied when it is). */
+	if (found && n->off >= found)
+		return;
 	for (c = first; c <= last; c++) {
 		if (rt->chunks[c / 8] & (1u << (c % 8)))
 			continue;
 		rt->chunks[c / 8] |= 1u << (c % 8);
-		prefault(rt, pool + c * NAMES_CHUNK, NAMES_CHUNK, 1);
+		prefault(rt, pool + c * chunk, chunk, 1);
 	}
 }
 
@@ -130,7 +145,7 @@ int names_prepare(struct pycds_session *rt, char *err, size_t errlen)
 	if (rt->resolved)
 		return 0;
 	rt->resolved = calloc(rt->ar.hdr->nr_names / 8 + 1, 1);
-	rt->chunks = calloc(pool->size / NAMES_CHUNK / 8 + 1, 1);
+	rt->chunks = calloc(pool->size / names_chunk(rt) / 8 + 1, 1);
 	if (!rt->resolved || !rt->chunks) {
 		free(rt->resolved);
 		rt->resolved = NULL;

@@ -74,6 +74,117 @@ static int publish(const char *path, const uint8_t *file, size_t size,
 	return ret;
 }
 
+/*
+ * The names a process will find interned already (the build's
+ * preinterned set: interned by the interpreter, or by a layer under this
+ * one) go last in the pool, from a page boundary: their strings are
+ * redirected, not interned, so their pages are never written and the
+ * runtime does not copy them ahead (names_found_off).  The rest go
+ * first, the names most of the layout run's processes interned before the
+ * others (name_uses), then in first-use order.  Renumbers the entries and the slots that name
+ * them.  Returns the region offset where the found ones begin (the
+ * region's length if none), or -1 with an exception.
+ */
+struct rank {
+	uint32_t uses;
+	uint32_t idx;
+};
+
+/* Most used first; first use breaks ties. */
+static int rank_cmp(const void *a, const void *b)
+{
+	const struct rank *x = a, *y = b;
+
+	if (x->uses != y->uses)
+		return x->uses > y->uses ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static long pool_order(struct writer *w)
+{
+	struct wbuf *pool = &w->region[PYCDS_REGION_NAMES];
+	size_t n = w->nr_pool, i, j, k = 0, len = 0;
+	uint32_t *perm = NULL, *off = NULL, *size = NULL;
+	uint8_t *found = NULL, *buf = NULL;
+	struct rank *order = NULL;
+	PyObject *key, *val;
+	Py_ssize_t pos = 0;
+	long start = -1;
+	int pass;
+
+	if ((!w->preinterned && !w->name_uses) || !n)
+		return (long)pool->len;
+	perm = calloc(n, sizeof(*perm));
+	off = calloc(n, sizeof(*off));
+	size = calloc(n, sizeof(*size));
+	found = calloc(n, 1);
+	buf = calloc(1, pool->len + PYCDS_PAGE_SIZE);
+	order = calloc(n, sizeof(*order));
+	if (!perm || !off || !size || !found || !buf || !order) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		order[i].idx = (uint32_t)i;
+	while (PyDict_Next(w->pool, &pos, &key, &val)) {
+		size_t idx = PyLong_AsSize_t(val);
+		int in = w->preinterned ? PySet_Contains(w->preinterned, key) : 0;
+		PyObject *u = w->name_uses ? PyDict_GetItemWithError(w->name_uses,
+								    key)
+					   : NULL;
+		long uses = u ? PyLong_AsLong(u) : 0;
+
+		if (idx >= n || in < 0 || uses < 0) {
+			PyErr_Clear();
+			continue;
+		}
+		found[idx] = (uint8_t)in;
+		order[idx].uses = uses > UINT32_MAX ? UINT32_MAX : (uint32_t)uses;
+	}
+	PyErr_Clear();
+	qsort(order, n, sizeof(*order), rank_cmp);
+	for (pass = 0; pass < 2; pass++) {
+		if (pass) {
+			len = (len + PYCDS_PAGE_SIZE - 1) &
+			      ~(size_t)(PYCDS_PAGE_SIZE - 1);
+			start = (long)len;
+		}
+		for (j = 0; j < n; j++) {
+			/* The found ones keep their first-use order. */
+			i = pass ? j : order[j].idx;
+			if (found[i] != pass)
+				continue;
+			memcpy(buf + len, pool->p + w->pool_off[i], w->pool_size[i]);
+			perm[i] = (uint32_t)k;
+			off[k] = (uint32_t)len;
+			size[k++] = w->pool_size[i];
+			len += w->pool_size[i];
+		}
+	}
+	if ((size_t)start == len) {
+		/* None found: no padding either. */
+		len = k ? off[k - 1] + size[k - 1] : 0;
+		start = (long)len;
+	}
+	for (i = 0; i < w->nr_slots; i++)
+		if (w->slots[i].to.pool)
+			w->slots[i].to.off = perm[w->slots[i].to.off];
+	free(pool->p);
+	pool->p = buf;
+	pool->len = pool->cap = len;
+	buf = NULL;
+	memcpy(w->pool_off, off, n * sizeof(*off));
+	memcpy(w->pool_size, size, n * sizeof(*size));
+out:
+	free(perm);
+	free(off);
+	free(size);
+	free(found);
+	free(buf);
+	free(order);
+	return start;
+}
+
 /* Region @r next in the file, at a page boundary. */
 static void region_next(struct layout *l, const struct writer *w,
 			unsigned int r)
@@ -175,9 +286,13 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	size_t i, j, nameoff = 0;
 	unsigned int r;
 	PyObject *result = NULL;
+	long found_at;
 	int ret;
 
 	if (pycds_interp_fill(&id, &w->image))
+		return NULL;
+	found_at = pool_order(w);
+	if (found_at < 0)
 		return NULL;
 	plan(w, mods, n, &l);
 	if (l.size > UINT32_MAX) {
@@ -303,6 +418,10 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->versions_first = w->versions_first;
 	h->versions_count = w->nr_code;
 #endif
+	h->flags = w->stdlib ? PYCDS_ARCHIVE_STDLIB : 0;
+	if ((size_t)found_at < w->region[PYCDS_REGION_NAMES].len)
+		h->names_found_off = l.region_off[PYCDS_REGION_NAMES] +
+				     (uint64_t)found_at;
 	h->on_checksum = w->on[0];
 	h->on_base = w->on[1];
 	h->on_size = w->on[2];

@@ -55,7 +55,8 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
- *	       ran=None, hash_seed=None, versions_first=0, on=None)
+ *	       ran=None, hash_seed=None, versions_first=0, on=None,
+ *	       stdlib=False, name_uses=None)
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
  * [, sourceless[, warns]]), in the order a process is expected to import them:
@@ -71,13 +72,16 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  * 0: the bottom of the archives' range); a layer on another takes the
  * first version after the lower layer's.  on: (header checksum, preferred
  * base, size) of the layer this one is built on, recorded in the header.
+ * stdlib: a standard-library layer (PYCDS_ARCHIVE_STDLIB).
+ * name_uses: a dict, name -> how many of the layout run's processes
+ * interned it; the pool puts the most used first.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "path", "modules", "base", "preinterned",
 				  "ran", "hash_seed", "versions_first", "on",
-				  NULL };
+				  "stdlib", "name_uses", NULL };
 	PyObject *hash_seed = Py_None, *on = Py_None;
 	unsigned long long versions_first = 0;
 	unsigned long long base = PYCDS_DEFAULT_BASE;
@@ -93,10 +97,11 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKOpO", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
 					 &base, &w.preinterned, &w.ran,
-					 &hash_seed, &versions_first, &on))
+					 &hash_seed, &versions_first, &on,
+					 &w.stdlib, &w.name_uses))
 		return NULL;
 	/* A layer on another: its code's function versions follow the
 	 * lower layer's, so that both can serve one process. */
@@ -135,6 +140,12 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 		w.preinterned = NULL;
 	if (w.ran == Py_None)
 		w.ran = NULL;
+	if (w.name_uses == Py_None)
+		w.name_uses = NULL;
+	if (w.name_uses && !PyDict_Check(w.name_uses)) {
+		PyErr_SetString(PyExc_TypeError, "name_uses must be a dict");
+		goto out;
+	}
 	if ((w.preinterned && !PyAnySet_Check(w.preinterned)) ||
 	    (w.ran && !PyAnySet_Check(w.ran))) {
 		PyErr_SetString(PyExc_TypeError,

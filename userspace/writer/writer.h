@@ -45,12 +45,14 @@ struct writer {
 	uint32_t nr_code;		/* code objects emitted: their versions */
 	uint32_t versions_first;	/* the first one's (3.13+) */
 	uint64_t on[3];			/* --on: checksum, base, size */
+	int stdlib;			/* --stdlib: PYCDS_ARCHIVE_STDLIB */
 	struct slot *slots;
 	size_t nr_slots, cap_slots;
 	struct pycds_table memo;	/* per module: object -> struct ref */
 	struct pycds_image image;
 	PyObject *preinterned;		/* names a process interned already */
 	PyObject *ran;			/* (file, first line, qualname) run */
+	PyObject *name_uses;		/* name -> processes that interned it */
 	struct pycds_table hot;		/* per module: objects a process writes */
 	unsigned int depth;
 	int hashes;			/* store hashes (--hash-seed) */
