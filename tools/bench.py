@@ -498,6 +498,70 @@ def bench_top_overhead(top, python, script, archive, rounds=20, per=5):
             "round_overheads": [x - 1 for x in ratios]}
 
 
+def bench_layers(pycds, python, scripts, runs, loader, out):
+    """Layers against one archive per workload: each workload stock, from
+    its own archive, and from a standard-library layer (built from every
+    workload, as a host's would be) under a layer of its own, rotating;
+    and python -c pass with the standard-library layer alone, as the
+    host-wide default gives every process."""
+    src = os.path.abspath(os.path.join(out, "layers-src"))
+    os.makedirs(src, exist_ok=True)
+    ok = [s for s in scripts if subprocess.run(
+        [python, s], env=base_env(), capture_output=True).returncode == 0]
+    std = os.path.join(src, "stdlib.pycds")
+    build(pycds, python, std, ["--stdlib", "--", "sh", "-c",
+                               "; ".join(f"{python} {s}" for s in ok)])
+    for s in ok:
+        name = os.path.basename(s)[:-3]
+        build(pycds, python, os.path.join(src, name + ".pycds"),
+              ["--", python, s])
+        build(pycds, python, os.path.join(src, name + "-on-stdlib.pycds"),
+              ["--on", std, "--", python, s])
+    use_loader = bool(loader) and os.geteuid() == 0
+    where = src
+    if use_loader:
+        where = os.path.abspath(os.path.join(out, "layers-mnt"))
+        os.makedirs(where, exist_ok=True)
+        subprocess.run([loader, "--mount", where, "--source", src],
+                       check=True, capture_output=True)
+    env = base_env()
+    lay = os.path.join(where, "stdlib.pycds")
+    print(f"layers: {python}; {runs} rounds, stock / one archive / "
+          f"stdlib layer + workload layer rotating; archives in {where}")
+    print(f"{'workload':<18}{'stock ms':>10}{'one ms':>9}{'layers ms':>11}"
+          f"{'one/layers':>12}{'90% interval':>15}")
+    rows = []
+    for s in ok:
+        name = os.path.basename(s)[:-3]
+        argv = [python, s]
+        t = rotate([(argv, env),
+                    (argv, dict(env, PYCDS_ARCHIVE=os.path.join(
+                        where, name + ".pycds"))),
+                    (argv, dict(env, PYCDS_ARCHIVE=lay + ":" + os.path.join(
+                        where, name + "-on-stdlib.pycds")))], runs)
+        st, one, two = (statistics.median(x) for x in t)
+        lo, hi = ratio_interval(t[1], t[2])
+        print(f"{name:<18}{st * 1e3:>10.1f}{one * 1e3:>9.1f}{two * 1e3:>11.1f}"
+              f"{one / two:>11.3f}x{lo:>9.3f}-{hi:.3f}")
+        rows.append({"workload": name, "stock_ms": st * 1e3,
+                     "one_ms": one * 1e3, "layers_ms": two * 1e3,
+                     "one_over_layers": one / two, "interval": (lo, hi)})
+    t = rotate([([python, "-c", "pass"], env),
+                ([python, "-c", "pass"], dict(env, PYCDS_ARCHIVE=lay))],
+               runs * 2)
+    a, b = statistics.median(t[0]), statistics.median(t[1])
+    lo, hi = ratio_interval(t[1], t[0])
+    print(f"python -c pass with the standard-library layer "
+          f"({os.path.getsize(std) / 1e6:.1f} MB): stock {a * 1e3:.2f} ms, "
+          f"layer {b * 1e3:.2f} ms, added {(b - a) * 1e3:+.2f} ms (ratio "
+          f"{b / a:.3f}, 90% interval {lo:.3f}-{hi:.3f}; {runs * 2} rounds)")
+    if use_loader:
+        subprocess.run([loader, "--unmount", "--mount", where],
+                       capture_output=True)
+    return {"workloads": rows, "pass_stock_ms": a * 1e3,
+            "pass_layer_ms": b * 1e3}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workloads", nargs="*")
@@ -510,9 +574,16 @@ def main():
                    help="compare with another tree's build directory (its "
                         "pycds and venv/bin/python): stock, that tree and "
                         "this one, in one rotating run")
+    p.add_argument("--layers", action="store_true",
+                   help="layers against one archive per workload instead "
+                        "(and python -c pass with a standard-library layer)")
     a = p.parse_args()
 
     pycds, python, scripts = setup(a.workloads, a.out)
+    if a.layers:
+        bench_layers(pycds, python, scripts, a.runs,
+                     os.environ.get("PYCDS_LOADER"), a.out)
+        return
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,
                       a.runs, os.environ.get("PYCDS_LOADER"), a.out)

@@ -197,17 +197,20 @@ static int run_capture(char *const argv[], char *const envp[], char *out,
 	return reap(pid);
 }
 
-/* environ without the variables pycds reacts to, plus @extra (NULL-ended). */
+/* environ without the variables pycds reacts to, plus @extra (NULL-ended).
+ * PYCDS_ARCHIVE is set and empty unless @extra sets it: off, so that no
+ * step runs from an older archive, not even the host-wide default. */
 static char **child_env(const char *const *extra)
 {
 	size_t n = 0, k = 0, i;
+	int archive = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
 	for (i = 0; extra[i]; i++)
-		;
-	env = calloc(n + i + 1, sizeof(*env));
+		archive |= !strncmp(extra[i], "PYCDS_ARCHIVE=", 14);
+	env = calloc(n + i + 2, sizeof(*env));
 	if (!env)
 		return NULL;
 	for (i = 0; i < n; i++) {
@@ -219,6 +222,8 @@ static char **child_env(const char *const *extra)
 	}
 	for (i = 0; extra[i]; i++)
 		env[k++] = (char *)extra[i];
+	if (!archive)
+		env[k++] = "PYCDS_ARCHIVE=";
 	env[k] = NULL;
 	return env;
 }
