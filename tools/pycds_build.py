@@ -385,6 +385,11 @@ def main(argv):
     # what a process writes.
     kw["ran"] = ran
     summary, skipped = _pycds.write(a.output, layout_order, **kw)
+    if lower and kw["base"] < hi and lo < kw["base"] + summary["size"]:
+        os.unlink(a.output)
+        fail(f"--base 0x{kw['base']:x}: the archive "
+             f"(0x{kw['base']:x}-0x{kw['base'] + summary['size']:x}) "
+             f"overlaps {a.on} (0x{lo:x}-0x{hi:x})")
     left_out += skipped
     if not a.quiet:
         print(f"pycds: wrote {a.output}: {summary['modules']} modules, "

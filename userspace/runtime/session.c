@@ -97,6 +97,18 @@ static int versions_apart(struct pycds_stack *st, struct pycds_session *rt,
 	const struct pycds_header *h = rt->ar.hdr;
 	unsigned int i;
 
+#if PYCDS_CODE_VERSIONS
+	/* Code here has versions: an archive must say which it uses. */
+	if (h->nr_modules &&
+	    (!h->versions_count || h->versions_first < PYCDS_CODE_VERSION_BASE ||
+	     (uint64_t)h->versions_first + h->versions_count >
+		     (uint64_t)PYCDS_CODE_VERSION_BASE + PYCDS_CODE_VERSION_ROOM)) {
+		snprintf(err, errlen, "its function versions (%#x, %u) are not "
+			 "in the archives' range", h->versions_first,
+			 h->versions_count);
+		return -1;
+	}
+#endif
 	for (i = 0; h->versions_count && &st->layer[i] != rt; i++) {
 		const struct pycds_session *lo = &st->layer[i];
 		const struct pycds_header *l = lo->enabled ? lo->ar.hdr : NULL;
@@ -254,6 +266,7 @@ static int enable_spec(struct pycds_stack *st, PyObject *module,
 {
 	struct timespec t0, t1;
 	const char *p = spec, *colon;
+	unsigned int i;
 	int ret = 0, r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -289,8 +302,11 @@ static int enable_spec(struct pycds_stack *st, PyObject *module,
 		}
 		ret |= r;
 	}
-	if (ret > 0) {
-		st->enabled = 1;
+	/* A layer in use serves even when a later one raised. */
+	for (i = 0; i < st->nr; i++)
+		if (st->layer[i].enabled)
+			st->enabled = 1;
+	if (st->enabled) {
 		if (st->verbose)
 			Py_AtExit(exit_summary);
 	}
@@ -309,6 +325,10 @@ static void stack_reset(struct pycds_stack *st)
 	for (i = 0; i < st->nr; i++) {
 		struct pycds_session *rt = &st->layer[i];
 
+		/* None is in use (else no reset): a layer left mapped by an
+		 * error after its mapping goes now. */
+		if (rt->map)
+			munmap(rt->map, rt->map_size ? rt->map_size : rt->ar.size);
 		free(rt->path);
 		free(rt->state);
 		free(rt->huge);
