@@ -20,8 +20,9 @@ import os
 import shutil
 import subprocess
 
-from pycdslib import (PYTHON, Tap, build, describe, pycds_lines, require,
-                      run, scratch, site_dir, write_tree)
+from pycdslib import (PYTHON, Tap, build, describe, parse_stats,
+                      pycds_lines, require, run, scratch, site_dir,
+                      strip_stats, write_tree)
 
 require()
 if os.geteuid() != 0:
@@ -37,7 +38,7 @@ write_tree(app, {
         "print(json.dumps(pkg.total([1, 2, 3])))\n"
         "m = sys.modules.get('_pycds')\n"
         "s = m.stats() if m else None\n"
-        "print('STATS ' + json.dumps(s and {'hits': s['hits'], 'archive': "
+        "print('PYCDS-STATS ' + json.dumps(s and {'hits': s['hits'], 'archive': "
         "s['archive'], 'layers': len(s['layers'])}), file=sys.stderr)\n"),
 })
 main = os.path.join(app, "main.py")
@@ -81,13 +82,9 @@ def go(content=None, mode=0o644, uid=0, args=(), **env):
         os.chmod(f, mode)
     p = run([*UNSHARE, "sh", "-c", WRAP, "sh", PYTHON, *args, main],
             cwd=app, **env)
-    st, rest = "missing", []
-    for line in p.stderr.splitlines(True):
-        if line.startswith("STATS "):
-            st = json.loads(line[6:])
-        else:
-            rest.append(line)
-    p.stderr = "".join(rest)
+    # None: main.py saw no _pycds; "missing": it printed no figures.
+    st = parse_stats(p.stderr) if "PYCDS-STATS " in p.stderr else "missing"
+    p.stderr = strip_stats(p.stderr)
     return p, st
 
 

@@ -187,13 +187,13 @@ stop = threading.Event()
 results = []
 
 
-def worker():
+def worker(archive):
     while not stop.is_set():
-        p = run([PYTHON, script], PYCDS_ARCHIVE=pub)
+        p = run([PYTHON, script], PYCDS_ARCHIVE=archive)
         results.append((p.returncode, p.stdout, pycds_lines(p.stderr)))
 
 
-threads = [threading.Thread(target=worker) for _ in range(32)]
+threads = [threading.Thread(target=worker, args=(pub,)) for _ in range(32)]
 for th in threads:
     th.start()
 fails, errs = 0, []
@@ -245,13 +245,7 @@ stop.clear()
 results.clear()
 
 
-def layered_worker():
-    while not stop.is_set():
-        p = run([PYTHON, script], PYCDS_ARCHIVE=stack)
-        results.append((p.returncode, p.stdout, pycds_lines(p.stderr)))
-
-
-threads = [threading.Thread(target=layered_worker) for _ in range(32)]
+threads = [threading.Thread(target=worker, args=(stack,)) for _ in range(32)]
 for th in threads:
     th.start()
 fails = 0

@@ -397,7 +397,7 @@ static int cmd_build(int argc, char **argv)
 	};
 	const char *output = NULL, *python = DEFAULT_PYTHON, *base = NULL;
 	const char *on = NULL;
-	int stdlib = 0;
+	int stdlib = 0, command;
 	const char *mods = NULL;
 	char record[] = "/tmp/pycds-record.XXXXXX";
 	char layout[] = "/tmp/pycds-layout.XXXXXX";
@@ -447,7 +447,8 @@ static int cmd_build(int argc, char **argv)
 			"pycds build: give either -m MOD[,MOD...] or -- CMD [ARGS...]\n");
 		return usage();
 	}
-	if (!mods && optind == argc && !stdlib) {
+	command = mods || optind < argc;
+	if (!command && !stdlib) {
 		fprintf(stderr,
 			"pycds build: give -m MOD[,MOD...], --stdlib or -- CMD [ARGS...]\n");
 		return usage();
@@ -463,7 +464,7 @@ static int cmd_build(int argc, char **argv)
 	}
 	/* --stdlib alone: the standard library is compiled, not run, and
 	 * nothing is laid out but what a bare start runs. */
-	if (stdlib && !mods && optind == argc && force_layout) {
+	if (!command && force_layout) {
 		fprintf(stderr, "pycds build: --layout-run needs a command\n");
 		return usage();
 	}
@@ -515,9 +516,7 @@ static int cmd_build(int argc, char **argv)
 		goto out;
 	refusals = refusals_open(record);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = stdlib && !mods && optind == argc
-			 ? 0
-			 : run_command(python, mods, argv + optind, env, 0);
+	status = command ? run_command(python, mods, argv + optind, env, 0) : 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(env);
 	took = (double)(t1.tv_sec - t0.tv_sec) +
@@ -603,7 +602,7 @@ static int cmd_build(int argc, char **argv)
 			char *const sargv[] = { (char *)python, "-c", "pass",
 						NULL };
 
-			if (mods || optind < argc)
+			if (command)
 				run_command(python, mods, argv + optind, env, 1);
 			/* And a bare start: the code it runs (linecache's,
 			 * for -c) is laid out with what processes write. */

@@ -67,7 +67,6 @@ struct io_uring;
 struct pycds_session {
 	int enabled;			/* mapped and checked at start */
 	int damaged;			/* a module failed its checks */
-	int verbose;
 	char *path;
 	struct pycds_archive ar;
 	uint8_t *map;
@@ -75,7 +74,6 @@ struct pycds_session {
 	uint8_t *state;			/* enum mod_state, per module */
 	dev_t dev;			/* the file mapped */
 	ino_t ino;
-	struct pycds_image image;
 	struct pycds_image_ctx ctx;
 	/* memory.c */
 	int prefault;			/* enum prefault */

@@ -160,7 +160,6 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 		PyErr_NoMemory();
 		return -1;
 	}
-	rt->verbose = st->verbose;
 	if (!st->have_image) {
 		if (pycds_image_find(&st->image)) {
 			set_error(rt, path, "cannot find the interpreter image");
@@ -168,7 +167,6 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 		}
 		st->have_image = 1;
 	}
-	rt->image = st->image;
 	rt->map = archive_map(path, 1, PROT_READ | PROT_WRITE, &rt->ar, &fd,
 			      &sb, err, sizeof(err));
 	if (!rt->map) {
@@ -188,7 +186,7 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 	/* The process keeps no descriptor of ours: descriptor numbers, and
 	 * what a program that lists its descriptors sees, are stock's. */
 	close(fd);
-	if (archive_check(&rt->ar, &rt->image, err, sizeof(err)) ||
+	if (archive_check(&rt->ar, &st->image, err, sizeof(err)) ||
 	    hash_seed_check(rt, err, sizeof(err)) ||
 	    versions_free(err, sizeof(err)) ||
 	    versions_apart(st, rt, err, sizeof(err)))
@@ -202,7 +200,7 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 		snprintf(err, sizeof(err), "out of memory");
 		goto reject;
 	}
-	pycds_image_ctx_fill(&rt->ctx, &rt->image);
+	pycds_image_ctx_fill(&rt->ctx, &st->image);
 	{
 		/* Statics of the interpreter: one cache for every layer. */
 		static uint64_t seen[PYCDS_STATIC_SEEN];
@@ -237,7 +235,7 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 				 "+r"(ctr), "+r"(lctr));
 		STAP_PROBE6(pycds, archive__mapped, p, b, sz, rel, ctr, lctr);
 	}
-	if (rt->verbose)
+	if (st->verbose)
 		fprintf(stderr,
 			"pycds: %s: mapped at 0x%llx (%s, preferred 0x%llx), %u modules, %zu bytes\n",
 			path, (unsigned long long)(uintptr_t)rt->map,
@@ -499,45 +497,67 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 	return ret;
 }
 
-/* ---- verify: every module, in-process, against this interpreter ---- */
+/* ---- verify and describe: an archive mapped apart, read-only ---- */
 
+/*
+ * The archive @arg names, mapped read-only where the kernel puts it, its
+ * header, interpreter identity and index checked against this
+ * interpreter (whose image fills @img).  With @fd, its descriptor is left
+ * open there.  NULL with an exception set: ValueError with the reason.
+ */
+static void *map_checked(PyObject *arg, struct pycds_archive *ar,
+			 struct pycds_image *img, int *fd)
+{
+	char err[PYCDS_ERR_LEN] = "";
+	PyObject *bytes;
+	struct stat sb;
+	void *map;
+
+	if (!PyUnicode_FSConverter(arg, &bytes))
+		return NULL;
+	if (pycds_image_find(img)) {
+		Py_DECREF(bytes);
+		PyErr_SetString(PyExc_RuntimeError,
+				"cannot find the interpreter image");
+		return NULL;
+	}
+	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, ar, fd, &sb,
+			  err, sizeof(err));
+	Py_DECREF(bytes);
+	if (map && archive_check(ar, img, err, sizeof(err))) {
+		if (fd)
+			close(*fd);
+		munmap(map, ar->size);
+		map = NULL;
+	}
+	if (!map)
+		PyErr_SetString(PyExc_ValueError, err);
+	return map;
+}
+
+/* _pycds.verify(path): every module, in-process, against this
+ * interpreter. */
 PyObject *pycds_verify(PyObject *self, PyObject *arg)
 {
 	struct pycds_archive ar = { 0 };
 	struct pycds_image img;
 	struct pycds_image_ctx ctx;
 	char err[PYCDS_ERR_LEN] = "";
-	PyObject *bytes;
-	struct stat st;
 	void *map;
-	int bad = 0, fd = -1;
+	int bad, fd = -1;
 
 	(void)self;
-	if (!PyUnicode_FSConverter(arg, &bytes))
-		return NULL;
-	if (pycds_image_find(&img)) {
-		Py_DECREF(bytes);
-		PyErr_SetString(PyExc_RuntimeError,
-				"cannot find the interpreter image");
-		return NULL;
-	}
-	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, &fd, &st,
-			  err, sizeof(err));
-	Py_DECREF(bytes);
+	/* Mapped read-only: checks read slots, never write.  The descriptor
+	 * lets the padding check skip holes unread. */
+	map = map_checked(arg, &ar, &img, &fd);
 	if (!map)
-		goto out;
-	/* Mapped read-only elsewhere: checks read slots, never write.  The
-	 * descriptor lets the padding check skip holes unread. */
-	bad = archive_check(&ar, &img, err, sizeof(err)) != 0;
-	if (!bad) {
-		pycds_image_ctx_fill(&ctx, &img);
-		bad = pycds_verify_all(&ar, fd, &ctx, err, sizeof(err)) != 0;
-	}
+		return NULL;
+	pycds_image_ctx_fill(&ctx, &img);
+	bad = pycds_verify_all(&ar, fd, &ctx, err, sizeof(err)) != 0;
 	close(fd);
 	munmap(map, ar.size);
 	if (!bad)
 		Py_RETURN_NONE;
-out:
 	PyErr_SetString(PyExc_ValueError, err);
 	return NULL;
 }
@@ -547,31 +567,15 @@ PyObject *pycds_describe(PyObject *self, PyObject *arg)
 {
 	struct pycds_archive ar = { 0 };
 	struct pycds_image img;
-	char err[PYCDS_ERR_LEN] = "";
 	const struct pycds_header *h;
-	PyObject *bytes, *mods = NULL, *ret = NULL;
-	struct stat sb;
+	PyObject *mods, *ret = NULL;
 	void *map;
 	uint32_t i;
 
 	(void)self;
-	if (!PyUnicode_FSConverter(arg, &bytes))
+	map = map_checked(arg, &ar, &img, NULL);
+	if (!map)
 		return NULL;
-	if (pycds_image_find(&img)) {
-		Py_DECREF(bytes);
-		PyErr_SetString(PyExc_RuntimeError,
-				"cannot find the interpreter image");
-		return NULL;
-	}
-	map = archive_map(PyBytes_AS_STRING(bytes), 0, PROT_READ, &ar, NULL,
-			  &sb, err, sizeof(err));
-	Py_DECREF(bytes);
-	if (!map || archive_check(&ar, &img, err, sizeof(err))) {
-		if (map)
-			munmap(map, ar.size);
-		PyErr_SetString(PyExc_ValueError, err);
-		return NULL;
-	}
 	h = ar.hdr;
 	mods = PyList_New(h->nr_modules);
 	for (i = 0; mods && i < h->nr_modules; i++) {
