@@ -350,9 +350,13 @@ def main(argv):
         lo, hi = lower["preferred_base"], lower["preferred_base"] + lower["size"]
         if a.base is None:
             kw["base"] = (hi + (2 << 20) - 1) & ~((2 << 20) - 1)
-        elif a.base < hi and lo < a.base + (2 << 20):
+        elif lo <= a.base < hi:
             fail(f"--base 0x{a.base:x} overlaps {a.on} "
                  f"(0x{lo:x}-0x{hi:x})")
+        elif a.base < lo:
+            # Below the lower layer: the writer refuses, before it
+            # replaces anything, an archive that would reach it.
+            kw["end"] = lo
         if lower["versions_first"]:
             kw["versions_first"] = (lower["versions_first"]
                                     + lower["versions_count"])
@@ -384,12 +388,12 @@ def main(argv):
     # Archived code the layout run ran: laid out, with its constants, with
     # what a process writes.
     kw["ran"] = ran
-    summary, skipped = _pycds.write(a.output, layout_order, **kw)
-    if lower and kw["base"] < hi and lo < kw["base"] + summary["size"]:
-        os.unlink(a.output)
-        fail(f"--base 0x{kw['base']:x}: the archive "
-             f"(0x{kw['base']:x}-0x{kw['base'] + summary['size']:x}) "
-             f"overlaps {a.on} (0x{lo:x}-0x{hi:x})")
+    try:
+        summary, skipped = _pycds.write(a.output, layout_order, **kw)
+    except ValueError as e:
+        if "end" not in kw:
+            raise
+        fail(f"--base 0x{a.base:x}: {e} (where {a.on} begins)")
     left_out += skipped
     if not a.quiet:
         print(f"pycds: wrote {a.output}: {summary['modules']} modules, "

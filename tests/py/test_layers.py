@@ -6,8 +6,9 @@
   with a command, the same modules, what the command imported first;
 - `pycds build --on LOWER` leaves out what LOWER serves, takes a
   preferred base above LOWER's range and function versions after LOWER's;
-  `pycds inspect` says what it is built on; `--base` inside LOWER's range
-  is refused;
+  `pycds inspect` says what it is built on; `--base` inside LOWER's range,
+  or below it with an archive that would reach it, is refused, and the
+  file at -o is kept;
 - both layers serve one process, neither relocated, with stock's output
   and no pycds: line; the layers' figures in stats()["layers"] add up to
   the process's; each module from the first layer that holds it (either
@@ -24,7 +25,8 @@ import shutil
 import subprocess
 
 from pycdslib import (PYCDS, PYTHON, Tap, build, describe, diff,
-                      pycds_lines, require, run, scratch, write_tree)
+                      parse_stats, pycds_lines, require, run, scratch,
+                      strip_stats, write_tree)
 
 require()
 tmp = scratch()
@@ -37,7 +39,7 @@ write_tree(app, {
         "print(json.dumps([pkg.total([1, 2, 3]), keyword.iskeyword('if')]))\n"
         "s = _pycds.stats()\n"
         "import sys\n"
-        "print('STATS ' + json.dumps({k: s[k] for k in ('hits', 'misses', "
+        "print('PYCDS-STATS ' + json.dumps({k: s[k] for k in ('hits', 'misses', "
         "'stale', 'error', 'modules', 'relocated')} | {'layers': [{k: l[k] "
         "for k in ('archive', 'hits', 'error', 'relocated', 'served', "
         "'preferred_base', 'base')} for l in s['layers']]}), file=sys.stderr)\n"),
@@ -56,13 +58,8 @@ def describe_archive(path):
 def go(archive):
     """(proc, stats) of main.py under PYCDS_ARCHIVE=@archive."""
     p = run([PYTHON, main], cwd=app, PYCDS_ARCHIVE=archive)
-    st, rest = None, []
-    for line in p.stderr.splitlines(True):
-        if line.startswith("STATS "):
-            st = json.loads(line[6:])
-        else:
-            rest.append(line)
-    p.stderr = "".join(rest)
+    st = parse_stats(p.stderr)
+    p.stderr = strip_stats(p.stderr)
     return p, st
 
 
@@ -90,10 +87,9 @@ def check_run(t, what, archive, want_layers_hit):
 VERSIONS = run([PYTHON, "-c", "import sys; print(int(sys.version_info >= "
                 "(3, 13)))"]).stdout.strip() == "1"
 
-t = Tap(22)
+t = Tap(23)
 stock = run([PYTHON, main], cwd=app)
-stock.stderr = "".join(l for l in stock.stderr.splitlines(True)
-                       if not l.startswith("STATS "))
+stock.stderr = strip_stats(stock.stderr)
 if stock.returncode:
     Tap.skip_all("main.py fails stock: " + stock.stderr[:200])
 
@@ -154,6 +150,20 @@ over = run([PYCDS, "build", "-o", os.path.join(tmp, "x.pycds"), "--python",
 t.ok(over.returncode not in (0, None) and "overlaps" in over.stderr and
      not os.path.exists(os.path.join(tmp, "x.pycds")),
      "--base inside the lower layer's range is refused", describe(over))
+
+# Below the lower layer but reaching into it: refused before anything is
+# replaced (the file at -o stays what it was).
+kept = os.path.join(tmp, "kept.pycds")
+shutil.copy(upper, kept)
+# The program's modules (the archive above, larger than the page left).
+under = build(kept, ["--on", std, "--base", hex(d["preferred_base"] - 4096),
+                     "--", PYTHON, main], cwd=app)
+with open(kept, "rb") as f, open(upper, "rb") as g:
+    same = f.read() == g.read()
+t.ok(u.get("size", 0) > 4096 and under.returncode not in (0, None) and
+     "would not end below" in under.stderr and same,
+     "--base below the lower layer, reaching into it: refused in one "
+     "line, the existing file kept", describe(under))
 
 p, st = check_run(t, "std:app", f"{std}:{upper}", [0, 1])
 t.ok(st is not None and {"json", "keyword"} <= served(st, 0) and

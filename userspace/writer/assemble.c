@@ -272,7 +272,7 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 }
 
 PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
-			  const char *path, uint64_t base)
+			  const char *path, uint64_t base, uint64_t end)
 {
 	struct pycds_interp id;
 	struct layout l = { 0 };
@@ -299,9 +299,20 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 		PyErr_SetString(PyExc_OverflowError, "archive exceeds 4 GiB");
 		return NULL;
 	}
-	if (l.size > PYCDS_BASE_LIMIT - base) {
-		PyErr_SetString(PyExc_ValueError,
-				"the archive would not end below 2^47 at that base");
+	if (l.size > end - base) {
+		if (end == PYCDS_BASE_LIMIT)
+			PyErr_SetString(PyExc_ValueError,
+					"the archive would not end below 2^47 at that base");
+		else {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg),
+				 "the archive (%llu bytes) would not end below "
+				 "0x%llx at that base",
+				 (unsigned long long)l.size,
+				 (unsigned long long)end);
+			PyErr_SetString(PyExc_ValueError, msg);
+		}
 		return NULL;
 	}
 	file = calloc(1, l.size);

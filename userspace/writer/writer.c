@@ -56,7 +56,7 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
  *	       ran=None, hash_seed=None, versions_first=0, on=None,
- *	       stdlib=False, name_uses=None)
+ *	       stdlib=False, name_uses=None, end=2**47)
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
  * [, sourceless[, warns]]), in the order a process is expected to import them:
@@ -75,16 +75,18 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  * stdlib: a standard-library layer (PYCDS_ARCHIVE_STDLIB).
  * name_uses: a dict, name -> how many of the layout run's processes
  * interned it; the pool puts the most used first.
+ * end: the archive must end at or below this address (default and at
+ * most 2^47): ValueError, and no file written, if it would not.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "path", "modules", "base", "preinterned",
 				  "ran", "hash_seed", "versions_first", "on",
-				  "stdlib", "name_uses", NULL };
+				  "stdlib", "name_uses", "end", NULL };
 	PyObject *hash_seed = Py_None, *on = Py_None;
 	unsigned long long versions_first = 0;
-	unsigned long long base = PYCDS_DEFAULT_BASE;
+	unsigned long long base = PYCDS_DEFAULT_BASE, end = PYCDS_BASE_LIMIT;
 	struct writer w = {
 		.memo = { .val_size = sizeof(struct ref) },
 		.hot = { .val_size = 0 },
@@ -97,11 +99,11 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKOpO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKOpOK", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
 					 &base, &w.preinterned, &w.ran,
 					 &hash_seed, &versions_first, &on,
-					 &w.stdlib, &w.name_uses))
+					 &w.stdlib, &w.name_uses, &end))
 		return NULL;
 	/* A layer on another: its code's function versions follow the
 	 * lower layer's, so that both can serve one process. */
@@ -152,9 +154,15 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 				"preinterned and ran must be sets");
 		goto out;
 	}
+	if (end > PYCDS_BASE_LIMIT)
+		end = PYCDS_BASE_LIMIT;
 	if (!base || base % PYCDS_PAGE_SIZE || base >= PYCDS_BASE_LIMIT) {
 		PyErr_SetString(PyExc_ValueError,
 				"base must be page-aligned and below 2^47");
+		goto out;
+	}
+	if (base >= end) {
+		PyErr_SetString(PyExc_ValueError, "base must be below end");
 		goto out;
 	}
 	if (pycds_image_find(&w.image)) {
@@ -215,7 +223,7 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 		}
 		kept++;
 	}
-	summary = assemble(&w, mods, kept, PyBytes_AS_STRING(path), base);
+	summary = assemble(&w, mods, kept, PyBytes_AS_STRING(path), base, end);
 	if (summary)
 		result = PyTuple_Pack(2, summary, skipped);
 out:

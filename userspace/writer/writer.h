@@ -100,6 +100,6 @@ int mark_code(struct writer *w, PyObject *o, int defined, int runs,
 
 /* assemble.c */
 PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
-		   const char *path, uint64_t base);
+		   const char *path, uint64_t base, uint64_t end);
 
 #endif /* PYCDS_WRITER_H */
