@@ -4,7 +4,8 @@
 #
 #   make            build the runtime extension, the tools and the tests
 #   make check      install missing packages, build, run every test (TAP)
-#   make install    install binaries under PREFIX and _pycds into PYTHON
+#   make install    install binaries and man pages under PREFIX and _pycds
+#                   into PYTHON
 #   make demo       mount /run/pycds, build an archive, compare a workload
 #   make bench      stock against pycds, alternating, ratio of medians
 #   make bench-memory  PSS and copied pages of 16 concurrent processes
@@ -62,6 +63,9 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -Wall -Wextra $(WERROR) -std=gnu11 -fno-strict-aliasing -MMD -MP
 CPPFLAGS += -Iinclude
+# The release: pycds --version, the man pages, the Debian packages.
+PYCDS_VERSION := 0.5.0
+CPPFLAGS += -DPYCDS_VERSION='"$(PYCDS_VERSION)"'
 XXHASH_LIBS :=
 # On x86-64 a second build of XXH3 with the AVX2 kernel, chosen at run time.
 ifeq ($(shell uname -m),x86_64)
@@ -115,11 +119,29 @@ KSFT_CFLAGS := -Wno-unused-parameter -Wno-clobbered
 
 C_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*_test.c))
 
+# Man pages, from Documentation/ (tools/mkman.py: docutils' manpage
+# writer); one set for every interpreter.
+MAN_DIR := build/man
+MAN_SRC_pycds.1 := pycds.rst
+MAN_SRC_pycds-loader.8 := pycds-loader.rst
+MAN_SRC_pycds-top.8 := pycds-top.rst
+MAN_SRC_pycds-archive.5 := archive-format.rst
+MAN := $(addprefix $(MAN_DIR)/,pycds.1 pycds-loader.8 pycds-top.8 pycds-archive.5)
+MKMAN_PYTHON ?= /usr/bin/python3
+
 VENV := $(BUILD)/venv
 VENV_PY := $(VENV)/bin/python
 STAGED := $(VENV)/.staged
 
-all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages
+all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages $(MAN)
+
+.SECONDEXPANSION:
+$(MAN): $(MAN_DIR)/%: Documentation/$$(MAN_SRC_$$*) tools/mkman.py
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  MAN     $@")
+	$(Q)$(MKMAN_PYTHON) tools/mkman.py --version $(PYCDS_VERSION) $@ $<
+
+man: $(MAN)
 
 $(BUILD)/bench-pages: tools/bench_pages.c $(READER_OBJS)
 	@mkdir -p $(dir $@)
@@ -296,10 +318,17 @@ install: all
 	install -d $(DESTDIR)$(PY_SITE)
 	install -m 0644 $(EXT) $(DESTDIR)$(PY_SITE)/
 	install -m 0644 userspace/00-pycds.pth $(DESTDIR)$(PY_SITE)/00-pycds.pth
+	for m in $(MAN); do \
+		d=$(DESTDIR)$(PREFIX)/share/man/man$${m##*.}; \
+		install -d $$d && install -m 0644 $$m $$d/; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pycds $(DESTDIR)$(PREFIX)/bin/pycds-loader $(DESTDIR)$(PREFIX)/bin/pycds-top $(DESTDIR)$(PREFIX)/lib/pycds/pycds_build.py
 	rm -f $(DESTDIR)$(PY_SITE)/_pycds$(EXT_SUFFIX) $(DESTDIR)$(PY_SITE)/00-pycds.pth
+	for m in $(notdir $(MAN)); do \
+		rm -f $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/$$m; \
+	done
 
 # Debian packages everything needs.
 # For a Debian interpreter, its own -dev, -venv and test suite packages;
@@ -312,7 +341,7 @@ DEB_PACKAGES := $(DEB_PY) libxxhash-dev xxhash liburing-dev \
 	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm hyperfine tmux \
 	prometheus curl bindfs $(if $(wildcard $(KSFT_TARBALL)),,linux-source-6.1) \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
-	python3-requests python3-jinja2 python3-rich perl
+	python3-docutils man-db python3-requests python3-jinja2 python3-rich perl
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -381,7 +410,7 @@ clean:
 	rm -rf build build-*
 
 .PHONY: check-run demo-run bench-run bench-memory-run conformance-run
-.PHONY: ext builddir all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
+.PHONY: man ext builddir all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

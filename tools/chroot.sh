@@ -42,7 +42,7 @@ packages() {
 	      libxxhash-dev xxhash liburing-dev libbpf-dev libelf-dev zlib1g-dev \
 	      bpftool clang llvm systemtap-sdt-dev libncurses-dev \
 	      libmicrohttpd-dev perl curl prometheus bindfs procps util-linux \
-	      hyperfine tmux libclang-rt-dev \
+	      hyperfine tmux libclang-rt-dev python3-docutils man-db \
 	      python3-requests python3-jinja2 python3-rich"
 	for p in $pys; do
 		echo "$p $p-dev $p-venv lib$p-testsuite"

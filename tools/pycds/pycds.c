@@ -865,7 +865,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("pycds archive format %d\n", PYCDS_FORMAT_VERSION);
+		printf("pycds %s, archive format %d\n", PYCDS_VERSION, PYCDS_FORMAT_VERSION);
 		return 0;
 	}
 	if (!strcmp(argv[1], "build"))
