@@ -91,7 +91,7 @@ EXT_SRCS := $(RUNTIME_SRCS) $(WRITER_SRCS)
 EXT_OBJS := $(EXT_SRCS:%.c=$(BUILD)/ext/%.o)
 
 TOOL := $(BUILD)/pycds
-TOOL_OBJS := $(BUILD)/obj/tools/pycds/pycds.o $(READER_OBJS)
+TOOL_OBJS := $(addprefix $(BUILD)/obj/tools/pycds/,pycds.o build.o recipe.o) $(READER_OBJS)
 
 LOADER := $(BUILD)/pycds-loader
 LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \

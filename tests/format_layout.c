@@ -38,6 +38,8 @@ int main(void)
 	H(nr_relocs); H(images_off); H(nr_images); H(interns_off);
 	H(nr_interns); H(fsets_off); H(nr_fsets); H(meta_checksum);
 	H(header_checksum); H(hash_flags); H(hash_seed); H(hash_probe);
+	H(versions_first); H(versions_count); H(on_checksum); H(on_base);
+	H(on_size); H(recipe_off); H(recipe_size);
 	printf("},\n \"module\": {\"size\": %zu, \"fields\": {",
 	       sizeof(struct pycds_module));
 	first = 1;

@@ -290,6 +290,8 @@ def main(argv):
                    help="every pure-Python module of the standard library")
     p.add_argument("--on", metavar="LOWER",
                    help="a layer on LOWER: what LOWER serves is left out")
+    p.add_argument("--recipe", metavar="FILE",
+                   help="how the archive is made, stored in it as it is")
     p.add_argument("records", nargs="*")
     a = p.parse_args(argv)
     if not a.records and not a.stdlib:
@@ -388,6 +390,9 @@ def main(argv):
     # Archived code the layout run ran: laid out, with its constants, with
     # what a process writes.
     kw["ran"] = ran
+    if a.recipe:
+        with open(a.recipe, "rb") as f:
+            kw["recipe"] = f.read()
     try:
         summary, skipped = _pycds.write(a.output, layout_order, **kw)
     except ValueError as e:

@@ -24,7 +24,7 @@
 
 #define PYCDS_MAGIC		"PYCDS\0\r\n"
 #define PYCDS_MAGIC_LEN		8
-#define PYCDS_FORMAT_VERSION	4
+#define PYCDS_FORMAT_VERSION	5
 
 /* Default preferred base: far from where the kernel places mappings. */
 #define PYCDS_DEFAULT_BASE	0x200000000000ULL
@@ -133,6 +133,13 @@ struct pycds_header {
 	uint64_t on_checksum;
 	uint64_t on_base;
 	uint64_t on_size;
+
+	/* How it was made (pycds build; pycds rebuild runs it again): bytes
+	 * at [recipe_off, recipe_off + recipe_size) of the names blob, so
+	 * under meta_checksum; NUL-terminated KEY=VALUE entries (cwd=, env=,
+	 * arg=: see Documentation/archive-format.rst).  Both zero: none. */
+	uint64_t recipe_off;
+	uint64_t recipe_size;
 };
 
 /* A standard-library layer (pycds build --stdlib): shared by programs
@@ -244,7 +251,7 @@ struct pycds_fixup {
 
 _Static_assert(sizeof(struct pycds_interp) == 88, "pycds_interp size");
 _Static_assert(sizeof(struct pycds_span) == 16, "pycds_span size");
-_Static_assert(sizeof(struct pycds_header) == 392, "pycds_header size");
+_Static_assert(sizeof(struct pycds_header) == 408, "pycds_header size");
 _Static_assert(offsetof(struct pycds_header, interp) == 32, "interp offset");
 _Static_assert(offsetof(struct pycds_header, regions) == 120,
 	       "regions offset");

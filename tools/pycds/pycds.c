@@ -20,13 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pycds/reader.h"
+#include "pycds.h"
 
-#define DEFAULT_PYTHON "/usr/bin/python3"
 
-extern char **environ;
-
-static const char usage_text[] =
+const char usage_text[] =
 	"usage: pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
 	"                   [--hash-seed N] [--on LOWER] -- CMD [ARGS...]\n"
 	"       pycds build -o FILE [--python PATH] [--base ADDR] [--once | --layout-run]\n"
@@ -35,9 +32,10 @@ static const char usage_text[] =
 	"                   [--on LOWER] --stdlib [-- CMD [ARGS...] | -m MOD[,MOD...]]\n"
 	"       pycds inspect FILE [--modules]\n"
 	"       pycds verify FILE [--python PATH]\n"
+	"       pycds rebuild [--dry-run] FILE...\n"
 	"       pycds --help | --version\n";
 
-static const char help_text[] =
+const char help_text[] =
 	"\n"
 	"Build an archive of ready-made CPython code objects, show what one\n"
 	"holds, or check that one is sound for an interpreter.\n"
@@ -62,6 +60,12 @@ static const char help_text[] =
 	"  verify   check everything: header, index, checksums, every table\n"
 	"           entry, zeros in the padding, and that the archive fits\n"
 	"           the interpreter.  Exit 0 if sound, 1 with the reason if not.\n"
+	"  rebuild  build each FILE again from the recipe it holds: the same\n"
+	"           pycds build options and command, in the same directory,\n"
+	"           with the environment variables that steer imports (PATH,\n"
+	"           PYTHONPATH, ...) as they were.  Only from a file owned by\n"
+	"           root or the caller and writable by no one else.  A failed\n"
+	"           build leaves FILE as it was.  --dry-run prints the command.\n"
 	"\n"
 	"options:\n"
 	"  -o, --output FILE  archive to write (replaced atomically)\n"
@@ -89,12 +93,13 @@ static const char help_text[] =
 	"                     follow LOWER's.  The layout run runs with\n"
 	"                     LOWER under the new layer.\n"
 	"  --modules          with inspect: list the modules\n"
+	"  -n, --dry-run      with rebuild: print what would run, run nothing\n"
 	"\n"
 	"Use an archive with PYCDS_ARCHIVE=FILE python3 app.py, a stack of\n"
 	"layers with PYCDS_ARCHIVE=LOWER:FILE (searched in that order).\n"
 	"Exit status: 0 success, 1 failure, 2 usage error.\n";
 
-static int usage(void)
+int usage(void)
 {
 	fputs(usage_text, stderr);
 	return 2;
@@ -146,7 +151,7 @@ static int reap(pid_t pid)
 	return WEXITSTATUS(status);
 }
 
-static int run(char *const argv[], char *const envp[])
+int run(char *const argv[], char *const envp[])
 {
 	pid_t pid = spawn(argv, envp, -1);
 
@@ -154,7 +159,7 @@ static int run(char *const argv[], char *const envp[])
 }
 
 /* run(), its stdout and stderr to /dev/null. */
-static int run_quiet(char *const argv[], char *const envp[])
+int run_quiet(char *const argv[], char *const envp[])
 {
 	pid_t pid = spawn(argv, envp, -2);
 
@@ -200,7 +205,7 @@ static int run_capture(char *const argv[], char *const envp[], char *out,
 /* environ without the variables pycds reacts to, plus @extra (NULL-ended).
  * PYCDS_ARCHIVE is set and empty unless @extra sets it: off, so that no
  * step runs from an older archive, not even the host-wide default. */
-static char **child_env(const char *const *extra)
+char **child_env(const char *const *extra)
 {
 	size_t n = 0, k = 0, i;
 	int archive = 0;
@@ -228,27 +233,6 @@ static char **child_env(const char *const *extra)
 	return env;
 }
 
-static int find_driver(char *out, size_t len)
-{
-	const char *dir = getenv("PYCDS_LIBDIR");
-	char exe[PATH_MAX];
-	ssize_t n;
-
-	if (dir && *dir) {
-		snprintf(out, len, "%s/pycds_build.py", dir);
-		return access(out, R_OK);
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n < 0)
-		return -1;
-	exe[n] = '\0';
-	dir = dirname(exe);
-	snprintf(out, len, "%s/pycds_build.py", dir);
-	if (!access(out, R_OK))
-		return 0;
-	snprintf(out, len, "%s/../lib/pycds/pycds_build.py", dir);
-	return access(out, R_OK);
-}
 
 /*
  * Python that imports the _pycds the interpreter would import and says in
@@ -286,7 +270,7 @@ static const char check_py[] =
 
 /* 0 if @python imports a _pycds built for it (and, with @archive, finds
  * that archive sound); else it has said why in one line. */
-static int python_check(const char *python, const char *archive)
+int python_check(const char *python, const char *archive)
 {
 	const char *none[] = { NULL };
 	char **env = child_env(none);
@@ -309,364 +293,9 @@ static int python_check(const char *python, const char *archive)
 	return ret ? -1 : 0;
 }
 
-/*
- * Processes of the recorded command that could not write the record (run
- * as another user) send one datagram each to this abstract socket,
- * '\0' "pycds-record:" path, so the build can say they were left out.
- */
-static int refusals_open(const char *record)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t n = strlen(record);
-	int s;
-
-	if (n + 14 > sizeof(sa.sun_path))
-		return -1;
-	memcpy(sa.sun_path + 1, "pycds-record:", 13);
-	memcpy(sa.sun_path + 14, record, n);
-	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s < 0)
-		return -1;
-	if (bind(s, (struct sockaddr *)&sa,
-		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 14 + n))) {
-		close(s);
-		return -1;
-	}
-	return s;
-}
-
-/* How many processes said they could not record. */
-static unsigned int refusals_count(int s)
-{
-	unsigned int n = 0;
-	char buf[128];
-
-	if (s < 0)
-		return 0;
-	while (recv(s, buf, sizeof(buf), 0) >= 0)
-		n++;
-	close(s);
-	return n;
-}
-
-/* Run the command of `pycds build`: @mods imported, or @cmd. */
-static int run_command(const char *python, const char *mods,
-		       char *const *cmd, char **env, int quiet)
-{
-	if (mods) {
-		char *const margv[] = {
-			(char *)python, "-c",
-			"import importlib, sys\n"
-			"bad = 0\n"
-			"for m in sys.argv[1].split(','):\n"
-			"    m = m.strip()\n"
-			"    if not m:\n"
-			"        continue\n"
-			"    try:\n"
-			"        importlib.import_module(m)\n"
-			"    except Exception as e:\n"
-			"        bad = 1\n"
-			"        print(f'pycds: cannot import {m}: {e}', file=sys.stderr)\n"
-			"sys.exit(bad)\n",
-			(char *)mods, NULL,
-		};
-
-		return quiet ? run_quiet(margv, env) : run(margv, env);
-	}
-	return quiet ? run_quiet(cmd, env) : run(cmd, env);
-}
-
-/* A layout run repeats the command; past this the second run costs more
- * than the layout it informs is worth, unless --layout-run asks for it. */
-#define LAYOUT_RUN_MAX_SECONDS 10.0
-
-static int cmd_build(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "python", required_argument, NULL, 'p' },
-		{ "base", required_argument, NULL, 'b' },
-		{ "modules", required_argument, NULL, 'm' },
-		{ "once", no_argument, NULL, '1' },
-		{ "layout-run", no_argument, NULL, 'L' },
-		{ "hash-seed", required_argument, NULL, 's' },
-		{ "on", required_argument, NULL, 'O' },
-		{ "stdlib", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *output = NULL, *python = DEFAULT_PYTHON, *base = NULL;
-	const char *on = NULL;
-	int stdlib = 0, command;
-	const char *mods = NULL;
-	char record[] = "/tmp/pycds-record.XXXXXX";
-	char layout[] = "/tmp/pycds-layout.XXXXXX";
-	char first[] = "/tmp/pycds-first.XXXXXX";
-	char startup[] = "/tmp/pycds-startup.XXXXXX";
-	char driver[PATH_MAX], recenv[64 + sizeof(record)];
-	char stenv[64 + sizeof(startup)];
-	char layenv[64 + sizeof(layout)], arenv[PATH_MAX + 64 + sizeof(first)];
-	const char *rec_extra[] = { recenv, NULL };
-	const char *st_extra[] = { stenv, NULL };
-	const char *lay_extra[] = { layenv, arenv, NULL };
-	char seedenv[32] = "PYTHONHASHSEED=0";
-	const char *build_extra[] = { seedenv, NULL };
-	const char *hash_seed = NULL;
-	char **env = NULL, unrecorded[16] = "0";
-	int c, fd, ret = 1, status, once = 0, have_layout = 0, refusals;
-	int force_layout = 0, have_startup = 0, st_fd = -1;
-	struct timespec t0, t1;
-	double took;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+o:m:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': output = optarg; break;
-		case 'p': python = optarg; break;
-		case 'b': base = optarg; break;
-		case 'm': mods = optarg; break;
-		case '1': once = 1; break;
-		case 'L': force_layout = 1; break;
-		case 's': hash_seed = optarg; break;
-		case 'O': on = optarg; break;
-		case 'S': stdlib = 1; break;
-		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
-		default: return usage();
-		}
-	}
-	if (once && force_layout) {
-		fprintf(stderr, "pycds build: --once and --layout-run exclude each other\n");
-		return usage();
-	}
-	if (!output) {
-		fprintf(stderr, "pycds build: -o FILE is required\n");
-		return usage();
-	}
-	if (mods && optind < argc) {
-		fprintf(stderr,
-			"pycds build: give either -m MOD[,MOD...] or -- CMD [ARGS...]\n");
-		return usage();
-	}
-	command = mods || optind < argc;
-	if (!command && !stdlib) {
-		fprintf(stderr,
-			"pycds build: give -m MOD[,MOD...], --stdlib or -- CMD [ARGS...]\n");
-		return usage();
-	}
-	if (on && (!*on || strchr(on, ':') || strlen(on) >= PATH_MAX)) {
-		fprintf(stderr,
-			"pycds build: --on needs an archive's path, with no ':' in it\n");
-		return 2;
-	}
-	if (on && access(on, R_OK)) {
-		fprintf(stderr, "pycds build: --on %s: %s\n", on, strerror(errno));
-		return 1;
-	}
-	/* --stdlib alone: the standard library is compiled, not run, and
-	 * nothing is laid out but what a bare start runs. */
-	if (!command && force_layout) {
-		fprintf(stderr, "pycds build: --layout-run needs a command\n");
-		return usage();
-	}
-	if (base) {
-		char *end;
-		unsigned long long b = strtoull(base, &end, 0);
-
-		if (*end || !b || b % PYCDS_PAGE_SIZE || b >= PYCDS_BASE_LIMIT) {
-			fprintf(stderr,
-				"pycds build: --base must be a page-aligned address below 0x800000000000\n");
-			return 2;
-		}
-	}
-	if (hash_seed) {
-		char *end;
-		unsigned long long v;
-
-		errno = 0;
-		v = strtoull(hash_seed, &end, 10);
-		if (!*hash_seed || *end || errno || v > 4294967295ULL ||
-		    hash_seed[0] == '-' || hash_seed[0] == '+') {
-			fprintf(stderr,
-				"pycds build: --hash-seed must be an integer from 0 to 4294967295\n");
-			return 2;
-		}
-		snprintf(seedenv, sizeof(seedenv), "PYTHONHASHSEED=%llu", v);
-	}
-	if (find_driver(driver, sizeof(driver))) {
-		fprintf(stderr,
-			"pycds: failed to find pycds_build.py next to the pycds binary\n");
-		return 1;
-	}
-	/* Before the command runs: a _pycds that is missing, or built for
-	 * another interpreter, would record nothing and write nothing. */
-	if (python_check(python, NULL))
-		return 1;
-	fd = mkstemp(record);
-	if (fd < 0) {
-		fprintf(stderr, "pycds: failed to create a record file: %s\n",
-			strerror(errno));
-		return 1;
-	}
-	close(fd);
-	snprintf(recenv, sizeof(recenv), "PYCDS_RECORD=%s", record);
-
-	/* 1: run the command with the recorder on. */
-	env = child_env(rec_extra);
-	if (!env)
-		goto out;
-	refusals = refusals_open(record);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = command ? run_command(python, mods, argv + optind, env, 0) : 0;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	free(env);
-	took = (double)(t1.tv_sec - t0.tv_sec) +
-	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	if (!once && !force_layout && took > LAYOUT_RUN_MAX_SECONDS) {
-		fprintf(stderr,
-			"pycds: the command took %.0f s; no layout run (--layout-run forces one)\n",
-			took);
-		once = 1;
-	}
-	snprintf(unrecorded, sizeof(unrecorded), "%u",
-		 refusals_count(refusals));
-	if (status < 0)
-		goto out;
-	if (status)
-		fprintf(stderr,
-			"pycds: the command exited with status %d; building from what it imported\n",
-			status);
-
-	/* A bare start of the interpreter, recorded apart: the modules
-	 * every process imports before its program (sitecustomize, and
-	 * linecache for -c from 3.13 on) are laid out first, their names
-	 * together at the front of the pool, so that a small program
-	 * copies few pages.  Without it the order is only the command's. */
-	st_fd = mkstemp(startup);
-	if (st_fd >= 0) {
-		char *const sargv[] = { (char *)python, "-c", "pass", NULL };
-
-		close(st_fd);
-		snprintf(stenv, sizeof(stenv), "PYCDS_RECORD=%s", startup);
-		env = child_env(st_extra);
-		have_startup = env && run_quiet(sargv, env) == 0;
-		free(env);
-	}
-
-	/* 2: the layout run: build a first archive and run the command again
-	 * with it, quietly; the runtime records which archived names the
-	 * process found interned already, whose slots it rewrites.  The
-	 * final layout puts those with the objects a process writes. */
-	if (!once) {
-		int lfd = mkstemp(layout), afd = mkstemp(first);
-
-		if (lfd >= 0)
-			close(lfd);
-		if (afd >= 0)
-			close(afd);
-		snprintf(layenv, sizeof(layenv), "PYCDS_RECORD=%s", layout);
-		/* A layer runs on its lower layer, as it will. */
-		snprintf(arenv, sizeof(arenv), "PYCDS_ARCHIVE=%s%s%s",
-			 on ? on : "", on ? ":" : "", first);
-		env = lfd >= 0 && afd >= 0 ? child_env(build_extra) : NULL;
-		if (env) {
-			char *fargv[14];
-			int k = 0;
-
-			fargv[k++] = (char *)python;
-			fargv[k++] = driver;
-			fargv[k++] = "-o";
-			fargv[k++] = first;
-			fargv[k++] = "--quiet";
-			if (stdlib)
-				fargv[k++] = "--stdlib";
-			if (on) {
-				fargv[k++] = "--on";
-				fargv[k++] = (char *)on;
-			}
-			if (have_startup) {
-				fargv[k++] = "--startup";
-				fargv[k++] = startup;
-			}
-			if (base) {
-				fargv[k++] = "--base";
-				fargv[k++] = (char *)base;
-			}
-			fargv[k++] = record;
-			fargv[k] = NULL;
-
-			have_layout = run_quiet(fargv, env) == 0;
-			free(env);
-		}
-		env = have_layout ? child_env(lay_extra) : NULL;
-		if (env) {
-			char *const sargv[] = { (char *)python, "-c", "pass",
-						NULL };
-
-			if (command)
-				run_command(python, mods, argv + optind, env, 1);
-			/* And a bare start: the code it runs (linecache's,
-			 * for -c) is laid out with what processes write. */
-			if (have_startup)
-				run_quiet(sargv, env);
-			free(env);
-		}
-		if (afd >= 0)
-			unlink(first);
-	}
-
-	/* 3: compile what it imported, with a fixed hash seed. */
-	env = child_env(build_extra);
-	if (!env)
-		goto out;
-	{
-		char *bargv[20];
-		int k = 0;
-
-		bargv[k++] = (char *)python;
-		bargv[k++] = driver;
-		bargv[k++] = "-o";
-		bargv[k++] = (char *)output;
-		if (stdlib)
-			bargv[k++] = "--stdlib";
-		if (on) {
-			bargv[k++] = "--on";
-			bargv[k++] = (char *)on;
-		}
-		if (have_startup) {
-			bargv[k++] = "--startup";
-			bargv[k++] = startup;
-		}
-		if (have_layout) {
-			bargv[k++] = "--layout";
-			bargv[k++] = layout;
-		}
-		if (base) {
-			bargv[k++] = "--base";
-			bargv[k++] = (char *)base;
-		}
-		if (hash_seed) {
-			bargv[k++] = "--hash-seed";
-			bargv[k++] = seedenv + strlen("PYTHONHASHSEED=");
-		}
-		bargv[k++] = "--unrecorded";
-		bargv[k++] = unrecorded;
-		bargv[k++] = record;
-		bargv[k] = NULL;
-		ret = run(bargv, env) ? 1 : 0;
-	}
-	free(env);
-out:
-	unlink(record);
-	if (st_fd >= 0)
-		unlink(startup);
-	if (!once)
-		unlink(layout);
-	return ret;
-}
-
 /* ---- reading archives ---- */
 
-static int map_file(const char *path, struct pycds_archive *ar)
+int map_file(const char *path, struct pycds_archive *ar)
 {
 	struct stat st;
 	void *p;
@@ -699,7 +328,7 @@ static int map_file(const char *path, struct pycds_archive *ar)
 	return 0;
 }
 
-static int check_structure(const char *path, struct pycds_archive *ar)
+int check_structure(const char *path, struct pycds_archive *ar)
 {
 	char err[PYCDS_ERR_LEN];
 	int fd, bad;
@@ -721,6 +350,33 @@ static void print_hex(const uint8_t *p, size_t n)
 {
 	while (n--)
 		printf("%02x", *p++);
+}
+
+struct shown {
+	int args;
+};
+
+/* pycds inspect: the recipe as a command line, then where and with what
+ * environment it ran. */
+static void show_entry(const char *key, size_t klen, const char *value,
+		       void *arg)
+{
+	struct shown *s = arg;
+
+	if (klen == 3 && !memcmp(key, "arg", 3)) {
+		if (!s->args++)
+			printf("recipe:          pycds build");
+		putchar(' ');
+		print_quoted(stdout, value);
+		return;
+	}
+	if (s->args)
+		putchar('\n');
+	s->args = 0;
+	if (klen == 3 && !memcmp(key, "cwd", 3))
+		printf("recipe cwd:      %s\n", value);
+	else if (klen == 3 && !memcmp(key, "env", 3))
+		printf("recipe env:      %s\n", value);
 }
 
 static int cmd_inspect(int argc, char **argv)
@@ -799,6 +455,13 @@ static int cmd_inspect(int argc, char **argv)
 	       (unsigned long long)h->nr_relocs, (unsigned long long)h->nr_images,
 	       (unsigned long long)h->nr_interns,
 	       (unsigned long long)h->nr_fsets);
+	if (h->recipe_size) {
+		struct shown s = { 0 };
+
+		recipe_each(&ar, show_entry, &s);
+		printf("\n");
+	} else
+		printf("recipe:          none\n");
 	if (list) {
 		for (i = 0; i < h->nr_modules; i++) {
 			const struct pycds_module *m = pycds_module_get(&ar, i);
@@ -874,6 +537,8 @@ int main(int argc, char **argv)
 		return cmd_inspect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "verify"))
 		return cmd_verify(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rebuild"))
+		return cmd_rebuild(argc - 1, argv + 1);
 	fprintf(stderr, "pycds: unknown command '%s'\n", argv[1]);
 	return usage();
 }

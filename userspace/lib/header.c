@@ -85,6 +85,12 @@ int pycds_header_check(const void *base, size_t size, char *err,
 	if (!in_file(h->names.off, h->names.size, size) ||
 	    h->names.size > UINT32_MAX)
 		return fail(err, errlen, "names blob out of bounds");
+	if (!in_file(h->recipe_off, h->recipe_size, h->names.size) ||
+	    (h->recipe_size &&
+	     ((const char *)base)[h->names.off + h->recipe_off +
+				  h->recipe_size - 1]) ||
+	    (!h->recipe_size && h->recipe_off))
+		return fail(err, errlen, "recipe out of bounds or unterminated");
 	if (!table_fits(h->relocs_off, h->nr_relocs, sizeof(uint32_t), size))
 		return fail(err, errlen, "relocation table out of bounds");
 	if (!table_fits(h->images_off, h->nr_images,

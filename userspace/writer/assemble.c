@@ -198,6 +198,7 @@ static void plan(struct writer *w, struct wmodule *mods, size_t n,
 {
 	size_t i, j;
 
+	l->names_size = (uint64_t)w->recipe.len;
 	for (i = 0; i < n; i++) {
 		Py_ssize_t a, b;
 
@@ -436,6 +437,12 @@ PyObject *assemble(struct writer *w, struct wmodule *mods, size_t n,
 	h->on_checksum = w->on[0];
 	h->on_base = w->on[1];
 	h->on_size = w->on[2];
+	/* The recipe after the module names and origins. */
+	if (w->recipe.len) {
+		memcpy(names + nameoff, w->recipe.buf, w->recipe.len);
+		h->recipe_off = nameoff;
+		h->recipe_size = (uint64_t)w->recipe.len;
+	}
 	if (w->hashes) {
 		Py_hash_t ph = pycds_hash_probe();
 

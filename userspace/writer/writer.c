@@ -56,7 +56,8 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 /*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
  *	       ran=None, hash_seed=None, versions_first=0, on=None,
- *	       stdlib=False, name_uses=None, end=2**47)
+ *	       stdlib=False, name_uses=None, end=2**47,
+ *	       recipe=b"")
  *
  * modules: a sequence of (name, origin, is_package, mtime, size, code
  * [, sourceless[, warns]]), in the order a process is expected to import them:
@@ -77,13 +78,16 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  * interned it; the pool puts the most used first.
  * end: the archive must end at or below this address (default and at
  * most 2^47): ValueError, and no file written, if it would not.
+ * recipe: bytes, how the archive was made (NUL-terminated entries),
+ * stored as they are.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "path", "modules", "base", "preinterned",
 				  "ran", "hash_seed", "versions_first", "on",
-				  "stdlib", "name_uses", "end", NULL };
+				  "stdlib", "name_uses", "end", "recipe",
+				  NULL };
 	PyObject *hash_seed = Py_None, *on = Py_None;
 	unsigned long long versions_first = 0;
 	unsigned long long base = PYCDS_DEFAULT_BASE, end = PYCDS_BASE_LIMIT;
@@ -99,11 +103,12 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	unsigned int r;
 
 	(void)self;
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKOpOK", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|KOOOKOpOKy*", kwlist,
 					 PyUnicode_FSConverter, &path, &seq,
 					 &base, &w.preinterned, &w.ran,
 					 &hash_seed, &versions_first, &on,
-					 &w.stdlib, &w.name_uses, &end))
+					 &w.stdlib, &w.name_uses, &end,
+					 &w.recipe))
 		return NULL;
 	/* A layer on another: its code's function versions follow the
 	 * lower layer's, so that both can serve one process. */
@@ -241,5 +246,6 @@ out:
 	free(w.slots);
 	free(w.memo.e);
 	free(w.hot.e);
+	PyBuffer_Release(&w.recipe);
 	return result;
 }

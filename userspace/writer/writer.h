@@ -53,6 +53,7 @@ struct writer {
 	PyObject *preinterned;		/* names a process interned already */
 	PyObject *ran;			/* (file, first line, qualname) run */
 	PyObject *name_uses;		/* name -> processes that interned it */
+	Py_buffer recipe;		/* how it was made, or len 0 */
 	struct pycds_table hot;		/* per module: objects a process writes */
 	unsigned int depth;
 	int hashes;			/* store hashes (--hash-seed) */
