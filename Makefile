@@ -77,6 +77,7 @@ endif
 # and hidden, so the same objects serve the shared extension.
 LIB_SRCS := userspace/lib/header.c userspace/lib/module.c \
 	    userspace/lib/file.c userspace/lib/sum.c userspace/lib/table.c \
+	    userspace/lib/health.c \
 	    $(XXH_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/lib/%.o)
 LIB := $(BUILD)/libpycds.a
@@ -200,9 +201,9 @@ TOP_OBJS := $(addprefix $(BUILD)/obj/tools/top/,main.o metrics.o procs.o)
 $(BUILD)/obj/tools/top/main.o: $(TOP_SKEL)
 $(BUILD)/obj/tools/top/main.o: CPPFLAGS += -I$(BUILD)
 
-$(TOP): $(TOP_OBJS)
+$(TOP): $(TOP_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(TOP_LIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(TOP_LIBS) $(XXHASH_LIBS) -o $@
 
 $(BUILD)/pycds_build.py: tools/pycds_build.py
 	@mkdir -p $(BUILD)

@@ -462,6 +462,20 @@ static const char *built_on(const char *dir, struct dirent **list, int n,
 	return on_unknown;
 }
 
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", (unsigned char)*s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
 static int status(const char *dir, int json)
 {
 	struct dirent **list;
@@ -475,13 +489,14 @@ static int status(const char *dir, int json)
 	if (json)
 		printf("[");
 	else
-		printf("%-28s %12s %-14s %10s %8s  %-20s %-20s\n", "ARCHIVE",
-		       "BYTES", "INTERPRETER", "HUGE_KB", "MAPPERS", "PUBLISHED",
-		       "ON");
+		printf("%-28s %12s %-18s %4s %9s %10s %8s  %-20s %s\n",
+		       "ARCHIVE", "BYTES", "INTERPRETER", "FITS", "STALE",
+		       "HUGE_KB", "MAPPERS", "PUBLISHED", "ON");
 	for (i = 0; i < n; i++) {
 		struct pycds_header h = { 0 };
+		struct pycds_health hl;
 		const char *on;
-		char path[PATH_MAX], when[32], interp[32] = "?";
+		char path[PATH_MAX], when[32], interp[32] = "?", stale[24];
 		struct stat st;
 		struct tm tm;
 		long long kb;
@@ -506,15 +521,21 @@ static int status(const char *dir, int json)
 				 (h.interp.hexversion >> 8) & 0xff,
 				 h.interp.cache_tag);
 		kb = huge_kb(fd, st.st_size);
+		pycds_health_file(path, &hl);
 		close(fd);
+		snprintf(stale, sizeof(stale), "%u/%u", hl.stale, hl.modules);
 		procs = mappers(st.st_dev, st.st_ino);
 		gmtime_r(&st.st_ctim.tv_sec, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		on = built_on(dir, list, n, h.on_checksum);
 		if (json) {
-			printf("%s\n {\"archive\": \"%s\", \"bytes\": %lld, \"interpreter\": \"%s\", \"huge_kb\": %lld, \"huge\": %s, \"mappers\": %d, \"published\": \"%s\", \"on\": ",
+			printf("%s\n {\"archive\": \"%s\", \"bytes\": %lld, \"interpreter\": \"%s\", \"fits\": %s, \"fits_why\": ",
 			       first ? "" : ",", path, (long long)st.st_size,
-			       interp, kb, kb > 0 ? "true" : "false", procs, when);
+			       interp, hl.fits > 0 ? "true" : hl.fits ? "null" : "false");
+			json_string(hl.why);
+			printf(", \"modules\": %u, \"stale\": %u, \"huge_kb\": %lld, \"huge\": %s, \"mappers\": %d, \"published\": \"%s\", \"on\": ",
+			       hl.modules, hl.stale, kb, kb > 0 ? "true" : "false",
+			       procs, when);
 			if (on == on_none)
 				printf("null}");
 			else if (on == on_unknown)
@@ -522,8 +543,10 @@ static int status(const char *dir, int json)
 			else
 				printf("\"%s/%s\"}", dir, on);
 		} else {
-			printf("%-28s %12lld %-14s %10lld %8d  %-20s %s\n", path,
-			       (long long)st.st_size, interp, kb, procs, when, on);
+			printf("%-28s %12lld %-18s %4s %9s %10lld %8d  %-20s %s\n",
+			       path, (long long)st.st_size, interp,
+			       hl.fits > 0 ? "yes" : hl.fits ? "?" : "no", stale,
+			       kb, procs, when, on);
 		}
 		first = 0;
 next:

@@ -184,4 +184,41 @@ const char *pycds_image_kind_name(unsigned int kind);
 void *pycds_map_aligned(int fd, size_t size, int prot, int flags,
 			size_t align);
 
+/*
+ * The recipe of an archive (struct pycds_header, recipe_off): @fn(key,
+ * klen, value, arg) for each KEY=VALUE entry in order, value NUL-ended.
+ * After pycds_header_check.  pycds_recipe_get: the first value for @key,
+ * or NULL.
+ */
+void pycds_recipe_each(const struct pycds_archive *ar,
+		       void (*fn)(const char *key, size_t klen,
+				  const char *value, void *arg),
+		       void *arg);
+const char *pycds_recipe_get(const struct pycds_archive *ar, const char *key);
+
+/* Is module @m's source as it was archived: same st_mtime seconds and
+ * size?  What decides whether a process is served it or counts it stale. */
+int pycds_module_fresh(const struct pycds_archive *ar,
+		       const struct pycds_module *m);
+
+/* How an archive stands against the host now (pycds_health). */
+struct pycds_health {
+	int fits;		/* 1: the interpreter file it was built for has
+				 * the same build ID; 0: not (why says how);
+				 * -1: unknown (no elf= in the recipe) */
+	uint32_t modules;	/* modules it holds */
+	uint32_t stale;		/* of them, sources changed or gone */
+	char elf[256];		/* the interpreter file named by the recipe */
+	char why[PYCDS_ERR_LEN + 64];
+};
+
+/* Fill @out for @ar, after pycds_header_check and pycds_meta_check:
+ * stats every module's source and reads the ELF notes of the interpreter
+ * file; returns 0. */
+int pycds_health(const struct pycds_archive *ar, struct pycds_health *out);
+/* The same for the archive at @path, mapped shared and read-only (its
+ * header and index only: a hole in a tmpfs file stays a hole): 0, or -1
+ * with fits -1 and why saying what is wrong with the file. */
+int pycds_health_file(const char *path, struct pycds_health *out);
+
 #endif /* PYCDS_READER_H */

@@ -387,6 +387,7 @@ static int cmd_inspect(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pycds_archive ar;
+	struct pycds_health health;
 	const struct pycds_header *h;
 	char err[PYCDS_ERR_LEN];
 	int c, list = 0;
@@ -458,10 +459,17 @@ static int cmd_inspect(int argc, char **argv)
 	if (h->recipe_size) {
 		struct shown s = { 0 };
 
-		recipe_each(&ar, show_entry, &s);
-		printf("\n");
+		pycds_recipe_each(&ar, show_entry, &s);
+		if (s.args)
+			putchar('\n');
 	} else
 		printf("recipe:          none\n");
+	/* How it stands now: what pycds-loader --status reports too. */
+	pycds_health(&ar, &health);
+	printf("fits:            %s: %s\n",
+	       health.fits > 0 ? "yes" : health.fits ? "unknown" : "no",
+	       health.why);
+	printf("stale modules:   %u of %u\n", health.stale, health.modules);
 	if (list) {
 		for (i = 0; i < h->nr_modules; i++) {
 			const struct pycds_module *m = pycds_module_get(&ar, i);

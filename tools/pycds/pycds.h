@@ -49,11 +49,6 @@ struct recipe {
 };
 
 void recipe_add(struct recipe *r, const char *key, const char *v);
-/* Walk the recipe of @ar: @fn(key, klen, value, arg) for each entry. */
-void recipe_each(const struct pycds_archive *ar,
-		 void (*fn)(const char *key, size_t klen, const char *value,
-			    void *arg),
-		 void *arg);
 /* Print @s so that a POSIX shell reads it back as one word. */
 void print_quoted(FILE *f, const char *s);
 

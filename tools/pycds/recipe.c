@@ -79,30 +79,6 @@ void print_quoted(FILE *f, const char *s)
 	fputc('\'', f);
 }
 
-/*
- * Walk the recipe of @ar: @fn(key, value) for each entry, in order.
- * The header check has made sure it lies in the names blob and ends
- * with a NUL.
- */
-void recipe_each(const struct pycds_archive *ar,
-			void (*fn)(const char *key, size_t klen,
-				   const char *value, void *arg),
-			void *arg)
-{
-	const struct pycds_header *h = ar->hdr;
-	const char *p = (const char *)ar->base + h->names.off + h->recipe_off;
-	const char *end = p + h->recipe_size;
-
-	while (p < end) {
-		const char *eq = strchr(p, '=');
-		size_t len = strlen(p);
-
-		if (eq && eq < p + len)
-			fn(p, (size_t)(eq - p), eq + 1, arg);
-		p += len + 1;
-	}
-}
-
 /* ---- rebuild: an archive made again from its recipe ---- */
 
 static const char *getenv_in(char **env, size_t n, const char *name)
@@ -225,7 +201,7 @@ static int rebuild_one(const char *file, int dry_run)
 			file);
 		goto out;
 	}
-	recipe_each(&ar, plan_entry, &pl);
+	pycds_recipe_each(&ar, plan_entry, &pl);
 	if (pl.oom || !pl.cwd || !pl.argc) {
 		fprintf(stderr, "pycds rebuild: %s: %s\n", file,
 			pl.oom ? "out of memory" : "its recipe names no command");

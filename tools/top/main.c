@@ -28,12 +28,14 @@
 #include "top.h"
 
 #define DEFAULT_PYTHON "/usr/bin/python3"
+#define DEFAULT_MOUNT "/run/pycds"
 #define MAX_ROWS 4096
 
 static const char usage_text[] =
 	"usage: pycds-top [-p PID] [-d SECS] [-b] [-n COUNT] [--json]\n"
 	"                 [--python PATH] [--pycds-lib PATH]\n"
-	"       pycds-top --listen ADDR:PORT [--per-process] [-d SECS] [...]\n";
+	"       pycds-top --listen ADDR:PORT [--per-process] [--mount DIR]\n"
+	"                 [-d SECS] [...]\n";
 
 static const char help_text[] =
 	"\n"
@@ -53,6 +55,10 @@ static const char help_text[] =
 	"                  directories of PATH, its venv's first)\n"
 	"  --listen A:P    no view: serve Prometheus metrics on http://A:P/metrics\n"
 	"  --per-process   with --listen: a pid label on every series\n"
+	"  --mount DIR     with --listen: report whether each archive\n"
+	"                  published in DIR fits the installed interpreter\n"
+	"                  and how many of its modules are stale (default\n"
+	"                  " DEFAULT_MOUNT ")\n"
 	"\n"
 	"Keys: i imports, t import time, h hits, f faults, p pid (sort);\n"
 	"      H histogram of import latency; q quit.\n";
@@ -455,10 +461,12 @@ int main(int argc, char **argv)
 		{ "pycds-lib", required_argument, NULL, 'L' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "per-process", no_argument, NULL, 'q' },
+		{ "mount", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *python = DEFAULT_PYTHON, *lib = NULL, *listen_addr = NULL;
+	const char *mount = DEFAULT_MOUNT;
 	int per_process = 0;
 	char pybin[PATH_MAX], libpath[PATH_MAX];
 	int c, batch = 0, json = 0, count = -1, hist = 0, fd, ret = 1, n, iter;
@@ -478,6 +486,7 @@ int main(int argc, char **argv)
 		case 'L': lib = optarg; break;
 		case 'l': listen_addr = optarg; break;
 		case 'q': per_process = 1; break;
+		case 'M': mount = optarg; break;
 		case 'H': case 'h':
 			fputs(usage_text, stdout);
 			fputs(help_text, stdout);
@@ -525,7 +534,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	if (listen_addr) {
-		ret = top_listen(fd, listen_addr, per_process, interval, &stop);
+		ret = top_listen(fd, listen_addr, per_process, mount, interval,
+				 &stop);
 		goto out;
 	}
 	rows = calloc(MAX_ROWS, sizeof(*rows));

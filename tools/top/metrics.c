@@ -8,6 +8,7 @@
  * relocated, where); --per-process adds pid.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include <microhttpd.h>
 
 #include "pycds/probes.h"
+#include "pycds/reader.h"
 #include "top.h"
 
 #define MAX_LABELS 256
@@ -48,6 +50,7 @@ static struct {
 	pthread_mutex_t lock;
 	int fd;
 	int per_process;
+	const char *archives;		/* --mount: the published archives */
 	struct agg dead[MAX_LABELS];
 	int ndead;
 	struct layer_hits dead_layers[MAX_LABELS];
@@ -254,6 +257,63 @@ static void put_labels(struct buf *b, const struct series *s,
 		put(b, ",%s=\"%s\"", extra_k, extra_v);
 }
 
+/* Each published archive in --mount's directory: does it fit the
+ * interpreter installed now, and how many of its modules' sources
+ * changed since it was built (an upgrade not yet rebuilt for). */
+static void put_archives(struct buf *b)
+{
+	static struct {
+		char path[PYCDS_PATH_LEN];
+		struct pycds_health h;
+	} a[MAX_LABELS];
+	struct dirent **list;
+	int n, i, k = 0;
+
+	n = m.archives ? scandir(m.archives, &list, NULL, alphasort) : -1;
+	for (i = 0; i < n; i++) {
+		const char *name = list[i]->d_name;
+		size_t l = strlen(name);
+
+		if (k < MAX_LABELS && name[0] != '.' && l > 6 &&
+		    !strcmp(name + l - 6, ".pycds")) {
+			snprintf(a[k].path, sizeof(a[k].path), "%s/%s",
+				 m.archives, name);
+			pycds_health_file(a[k].path, &a[k].h);
+			k++;
+		}
+		free(list[i]);
+	}
+	if (n >= 0)
+		free(list);
+	put(b, "# HELP pycds_archive_fits Whether a published archive fits "
+		"the interpreter installed now (1), or was built for another "
+		"build of it and serves nothing (0); absent when it cannot "
+		"tell.\n# TYPE pycds_archive_fits gauge\n");
+	for (i = 0; i < k; i++) {
+		if (a[i].h.fits < 0)
+			continue;
+		put(b, "pycds_archive_fits{archive=\"");
+		put_label(b, a[i].path);
+		put(b, "\"} %d\n", a[i].h.fits);
+	}
+	put(b, "# HELP pycds_archive_modules Modules a published archive "
+		"holds.\n# TYPE pycds_archive_modules gauge\n");
+	for (i = 0; i < k; i++) {
+		put(b, "pycds_archive_modules{archive=\"");
+		put_label(b, a[i].path);
+		put(b, "\"} %u\n", a[i].h.modules);
+	}
+	put(b, "# HELP pycds_archive_stale_modules Modules of a published "
+		"archive whose source changed or is gone since it was built: "
+		"processes import them stock.\n"
+		"# TYPE pycds_archive_stale_modules gauge\n");
+	for (i = 0; i < k; i++) {
+		put(b, "pycds_archive_stale_modules{archive=\"");
+		put_label(b, a[i].path);
+		put(b, "\"} %u\n", a[i].h.stale);
+	}
+}
+
 static char *render(size_t *len)
 {
 	static struct series ser[MAX_LABELS + MAX_LIVE];
@@ -351,6 +411,7 @@ static char *render(size_t *len)
 		put_labels(&b, &ser[i], NULL, NULL);
 		put(&b, "} %llu\n", (unsigned long long)ser[i].exits);
 	}
+	put_archives(&b);
 	put(&b, "# HELP pycds_top_scrapes_total Scrapes served.\n"
 		"# TYPE pycds_top_scrapes_total counter\n"
 		"pycds_top_scrapes_total %llu\n",
@@ -419,7 +480,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		     body, len, MHD_RESPMEM_MUST_FREE);
 }
 
-int top_listen(int fd, const char *addr, int per_process, double interval,
+int top_listen(int fd, const char *addr, int per_process,
+	       const char *archives, double interval,
 	       volatile sig_atomic_t *stop)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -443,6 +505,7 @@ int top_listen(int fd, const char *addr, int per_process, double interval,
 	sa.sin_port = htons((uint16_t)port);
 	m.fd = fd;
 	m.per_process = per_process;
+	m.archives = archives;
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
 			     (uint16_t)port, NULL, NULL, handle, NULL,
 			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,

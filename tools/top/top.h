@@ -21,8 +21,11 @@ int top_read_counters(__u32 pid, __u64 addr, struct pycds_counters *out);
 /* metrics.c */
 
 /* Serve the "procs" map at @fd as Prometheus metrics on @addr (ADDR:PORT)
- * until *@stop; collects every @interval seconds.  Returns an exit code. */
-int top_listen(int fd, const char *addr, int per_process, double interval,
+ * until *@stop, with the health of each archive published in @archives
+ * (a directory, or NULL); collects every @interval seconds.  Returns an
+ * exit code. */
+int top_listen(int fd, const char *addr, int per_process,
+	       const char *archives, double interval,
 	       volatile sig_atomic_t *stop);
 
 #endif /* PYCDS_TOP_H */

@@ -56,23 +56,6 @@ static int origin_equal(struct pycds_session *rt, const struct pycds_module *m,
 
 /* The source is unchanged when its whole-second mtime and its size are,
  * as for a timestamp-based .pyc. */
-static int source_fresh(struct pycds_session *rt, const struct pycds_module *m)
-{
-	char path[4096];
-	size_t len;
-	const char *o = pycds_module_origin(&rt->ar, m, &len);
-	struct stat st;
-
-	if (len >= sizeof(path))
-		return 0;
-	memcpy(path, o, len);
-	path[len] = '\0';
-	if (stat(path, &st))
-		return 0;
-	return st.st_mtim.tv_sec == m->src_mtime &&
-	       (uint64_t)st.st_size == m->src_size;
-}
-
 /*
  * Would the stock loader read a valid .pyc for @path, the source of @m?
  * For modules whose compile warns: where it would compile the source
@@ -168,7 +151,7 @@ static enum answer layer_get_code(struct pycds_session *rt, PyObject *self,
 	}
 	if (!origin_equal(rt, m, *pathp))
 		goto miss;
-	if (!source_fresh(rt, m)) {
+	if (!pycds_module_fresh(&rt->ar, m)) {
 		rt->ctr.stale++;
 		return ANS_STALE;
 	}

@@ -54,6 +54,44 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
 }
 
 /*
+ * The recipe as given, then elf=FILE: the ELF file that holds this
+ * interpreter's types, whose build ID the header records, so that tools
+ * without an interpreter can tell whether the archive still fits
+ * (pycds_health).
+ */
+static int recipe_with_elf(struct writer *w, const Py_buffer *given)
+{
+	char exe[PATH_MAX], *p;
+	const char *elf = w->image.path;
+	size_t n;
+	ssize_t r;
+
+	if (!strcmp(elf, "(executable)")) {
+		r = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (r <= 0) {
+			PyErr_SetFromErrnoWithFilename(PyExc_OSError,
+						       "/proc/self/exe");
+			return -1;
+		}
+		exe[r] = '\0';
+		elf = exe;
+	} else if (realpath(elf, exe)) {
+		elf = exe;
+	}
+	n = (size_t)given->len + strlen("elf=") + strlen(elf) + 1;
+	p = malloc(n);
+	if (!p) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	memcpy(p, given->buf, (size_t)given->len);
+	sprintf(p + given->len, "elf=%s", elf);
+	w->recipe.buf = p;
+	w->recipe.len = n;
+	return 0;
+}
+
+/*
  * _pycds.write(path, modules, base=PYCDS_DEFAULT_BASE, preinterned=None,
  *	       ran=None, hash_seed=None, versions_first=0, on=None,
  *	       stdlib=False, name_uses=None, end=2**47,
@@ -79,7 +117,7 @@ static int write_module(struct writer *w, struct wmodule *m, PyObject *code)
  * end: the archive must end at or below this address (default and at
  * most 2^47): ValueError, and no file written, if it would not.
  * recipe: bytes, how the archive was made (NUL-terminated entries),
- * stored as they are.
+ * stored as they are with elf= (recipe_with_elf) after them.
  * Returns (summary dict, [(name, reason), ...] of modules left out).
  */
 PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
@@ -99,6 +137,7 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 	PyObject *path, *seq, *fast = NULL, *skipped = NULL, *summary = NULL;
 	PyObject *seen = NULL;
 	PyObject *result = NULL;
+	Py_buffer recipe = { 0 };
 	Py_ssize_t i, n, kept = 0;
 	unsigned int r;
 
@@ -108,7 +147,7 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 					 &base, &w.preinterned, &w.ran,
 					 &hash_seed, &versions_first, &on,
 					 &w.stdlib, &w.name_uses, &end,
-					 &w.recipe))
+					 &recipe))
 		return NULL;
 	/* A layer on another: its code's function versions follow the
 	 * lower layer's, so that both can serve one process. */
@@ -175,6 +214,8 @@ PyObject *pycds_write(PyObject *self, PyObject *args, PyObject *kwds)
 				"cannot find the interpreter image");
 		goto out;
 	}
+	if (recipe.len && recipe_with_elf(&w, &recipe))
+		goto out;
 	w.pool = PyDict_New();
 	seen = PySet_New(NULL);
 	if (!w.pool || !seen)
@@ -246,6 +287,7 @@ out:
 	free(w.slots);
 	free(w.memo.e);
 	free(w.hot.e);
-	PyBuffer_Release(&w.recipe);
+	PyBuffer_Release(&recipe);
+	free(w.recipe.buf);
 	return result;
 }

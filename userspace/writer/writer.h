@@ -53,7 +53,10 @@ struct writer {
 	PyObject *preinterned;		/* names a process interned already */
 	PyObject *ran;			/* (file, first line, qualname) run */
 	PyObject *name_uses;		/* name -> processes that interned it */
-	Py_buffer recipe;		/* how it was made, or len 0 */
+	struct {
+		char *buf;
+		size_t len;
+	} recipe;			/* how it was made, or len 0 */
 	struct pycds_table hot;		/* per module: objects a process writes */
 	unsigned int depth;
 	int hashes;			/* store hashes (--hash-seed) */
