@@ -96,6 +96,7 @@ TOOL_OBJS := $(addprefix $(BUILD)/obj/tools/pycds/,pycds.o build.o recipe.o) $(R
 
 LOADER := $(BUILD)/pycds-loader
 LOADER_OBJS := $(BUILD)/obj/loader/pycds-loader.o $(BUILD)/obj/loader/stage.o \
+	       $(BUILD)/obj/loader/heal.o \
 	       $(READER_OBJS)
 URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 # Linked into _pycds statically: every Python process loads it, and one

@@ -19,4 +19,15 @@ int loader_verify_fd(int fd, uint64_t size, char *err, size_t errlen);
 /* Remove hidden temporary names a killed loader may have left. */
 void loader_clean_stale(int dirfd);
 
+/*
+ * heal.c: run `pycds rebuild` (@tool, or the pycds installed beside the
+ * loader) for each archive in @src that no longer fits the interpreter or
+ * has stale modules; the rebuilt file lands in @src for the watch to
+ * publish.  A failed rebuild is not tried again for that same file for
+ * an hour unless @retry.  Says what it does with @log; returns how many
+ * it rebuilt.
+ */
+int loader_heal(const char *src, const char *tool, int retry,
+		void (*log)(const char *fmt, ...));
+
 #endif /* PYCDS_LOADER_H */

@@ -39,7 +39,8 @@
 #define HUGE		(2ULL << 20)
 
 static const char usage_text[] =
-	"usage: pycds-loader --mount DIR [--source SRC] [--size SIZE] [--foreground]\n"
+	"usage: pycds-loader --mount DIR [--source SRC] [--size SIZE]\n"
+	"                    [--foreground [--heal SECS] [--pycds PATH]]\n"
 	"       pycds-loader --status [--mount DIR] [--json]\n"
 	"       pycds-loader --unmount [--mount DIR]\n";
 
@@ -58,6 +59,13 @@ static const char help_text[] =
 	"                  archives' total plus 64M, so each can be restaged)\n"
 	"  --foreground    keep running: republish on change in SRC, rescan on\n"
 	"                  SIGHUP, exit on SIGTERM or SIGINT\n"
+	"  --heal SECS     with --foreground: at start, on SIGHUP and every SECS\n"
+	"                  seconds (default 300; 0: never), rebuild each archive\n"
+	"                  in SRC that no longer fits the installed interpreter\n"
+	"                  or has stale modules, with pycds rebuild; a failed\n"
+	"                  rebuild keeps the published archive\n"
+	"  --pycds PATH    the pycds tool for --heal (default: the one beside\n"
+	"                  pycds-loader, else pycds on PATH)\n"
 	"  --status        list published archives: size, interpreter, huge\n"
 	"                  page backing, processes mapping them, publish time,\n"
 	"                  and the published layer each was built on (--on)\n"
@@ -282,10 +290,16 @@ static int take_lock(int dirfd)
 	return fd;
 }
 
+/* --heal SECS and --pycds PATH */
+static int heal_every = 300;
+static const char *heal_tool;
+
 static int foreground(int dirfd, const char *dir, const char *src)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd pfd[2];
+	struct timespec t0;
+	time_t next_heal = 0;
 	sigset_t mask;
 	int in, sfd;
 
@@ -305,15 +319,38 @@ static int foreground(int dirfd, const char *dir, const char *src)
 		return 1;
 	}
 	logf_("watching %s", src);
+	if (heal_every) {
+		logf_("checking every %d s that its archives fit the interpreter and have no stale module",
+		      heal_every);
+		loader_heal(src, heal_tool, 1, logf_);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		next_heal = t0.tv_sec + heal_every;
+	}
 	pfd[0] = (struct pollfd){ .fd = in, .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	for (;;) {
-		if (poll(pfd, 2, -1) < 0) {
+		int r, wait = -1;
+
+		if (heal_every) {
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec >= next_heal) {
+				loader_heal(src, heal_tool, 0, logf_);
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				next_heal = now.tv_sec + heal_every;
+			}
+			wait = (int)(next_heal - now.tv_sec) * 1000;
+		}
+		r = poll(pfd, 2, wait);
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			logf_("poll: %s", strerror(errno));
 			return 1;
 		}
+		if (!r)
+			continue;
 		if (pfd[1].revents) {
 			struct signalfd_siginfo si;
 
@@ -322,6 +359,8 @@ static int foreground(int dirfd, const char *dir, const char *src)
 			if (si.ssi_signo == SIGHUP) {
 				logf_("SIGHUP: rescanning %s", src);
 				publish_all(dirfd, dir, src);
+				if (heal_every)
+					loader_heal(src, heal_tool, 1, logf_);
 				continue;
 			}
 			logf_("exiting on signal %u", si.ssi_signo);
@@ -583,6 +622,8 @@ int main(int argc, char **argv)
 		{ "source", required_argument, NULL, 's' },
 		{ "size", required_argument, NULL, 'z' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "heal", required_argument, NULL, 'H' },
+		{ "pycds", required_argument, NULL, 'P' },
 		{ "status", no_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "unmount", no_argument, NULL, 'u' },
@@ -590,7 +631,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL, *src = DEFAULT_SOURCE;
-	int c, fg = 0, stat_ = 0, json = 0, unmount = 0, dirfd, lock, ret;
+	int heal_set = 0, c, fg = 0, stat_ = 0, json = 0, unmount = 0, dirfd, lock, ret;
 	char real[PATH_MAX];
 	uint64_t size = 0;
 
@@ -605,6 +646,20 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'f': fg = 1; break;
+		case 'H': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || v < 0 || v > 86400 * 7) {
+				fprintf(stderr, "pycds-loader: bad --heal '%s' (seconds, 0 for never)\n",
+					optarg);
+				return 2;
+			}
+			heal_every = (int)v;
+			heal_set = 1;
+			break;
+		}
+		case 'P': heal_tool = optarg; heal_set = 1; break;
 		case 'S': stat_ = 1; break;
 		case 'j': json = 1; break;
 		case 'u': unmount = 1; break;
@@ -615,7 +670,8 @@ int main(int argc, char **argv)
 		default: return usage();
 		}
 	}
-	if (optind != argc || stat_ + unmount + fg > 1 || (json && !stat_))
+	if (optind != argc || stat_ + unmount + fg > 1 || (json && !stat_) ||
+	    (heal_set && !fg))
 		return usage();
 	if (!dir) {
 		if (!stat_ && !unmount)

@@ -15,7 +15,12 @@ the staged _pycds in its site directory) and a small program:
   line and gives stock's output; a process started before the upgrade
   keeps being served;
 - `pycds rebuild` and a republish make it fit again with nothing stale,
-  and new processes are served the new source.
+  and new processes are served the new source;
+- healing: `pycds-loader --foreground --heal 1` notices the next upgrade
+  (or, on the PIE builds, a source change) by itself, rebuilds the
+  archive from its recipe and publishes it, and new processes are served
+  again; when a rebuild fails (the program is gone) it says so and the
+  published archive stays, byte for byte.
 
 Where the interpreter's types live in libpython (the PIE builds), the
 binary cannot be upgraded under the test: those checks skip.  The loader
@@ -36,7 +41,7 @@ from pycdslib import (PYCDS, PYTHON, Tap, describe, pycds_lines, require,
 LOADER = os.environ.get("PYCDS_LOADER")
 TOP = os.environ.get("PYCDS_TOP")
 require()
-t = Tap(16)
+t = Tap(20)
 tmp = scratch()
 
 # An interpreter of our own: copies, so that it can be replaced.
@@ -271,3 +276,84 @@ p = run([vpy, "-c", "import runpy, _pycds, sys; sys.path.insert(0, '.'); "
 t.ok(p.returncode == 0 and p.stdout == "60\n" and
      p.stderr.strip() == "0",
      "a new process: the new source, nothing stale", describe(p))
+
+
+# ---- healing: the loader rebuilds by itself ----
+def wait_for(cond, seconds=120):
+    end = time.time() + seconds
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.5)
+    return cond()
+
+
+if not can_mount:
+    for what in ("healing: the loader rebuilt and republished it",
+                 "healing: --status fits, 0 stale",
+                 "healing: new processes served again",
+                 "healing: a failed rebuild keeps the published archive"):
+        t.skip(what, "needs root (mounts a tmpfs)")
+    raise SystemExit(0)
+log = os.path.join(tmp, "loader.log")
+logf = open(log, "w")
+ino0 = os.stat(pub).st_ino
+fg = subprocess.Popen([LOADER, "--mount", mnt, "--source", src,
+                       "--foreground", "--heal", "1", "--pycds", PYCDS],
+                      stdout=logf, stderr=logf)
+atexit.register(fg.kill)
+wait_for(lambda: "watching" in open(log).read(), 30)
+if own_binary:
+    new = vpy + ".new"
+    with open(new, "wb") as f:
+        f.write(other_build(vpy))
+    os.chmod(new, 0o755)
+    os.replace(new, vpy)
+    cause = "does not fit the interpreter"
+    out = "60\n"
+else:
+    with open(os.path.join(app, "calc.py"), "w") as f:
+        f.write("import json\n\ndef total(xs):\n    return sum(xs) * 100\n")
+    cause = "1 of its"
+    out = "600\n"
+
+
+def healed():
+    _, row = status()
+    return (row and row["fits"] is True and row["stale"] == 0 and
+            os.stat(pub).st_ino != ino0 and row)
+
+
+row = wait_for(healed)
+text = open(log).read()
+t.ok(row and cause in text and "rebuilt" in text and
+     f"published {pub}" in text,
+     "healing: the loader rebuilt and republished it", text[-3000:])
+t.ok(bool(row), "healing: --status fits, 0 stale", str(status()[1]))
+p = run([vpy, "-c", "import runpy, _pycds, sys; sys.path.insert(0, '.'); "
+         "runpy.run_path('main.py'); s = _pycds.stats(); "
+         "print(s['hits'], s['stale'], file=sys.stderr)"], cwd=app,
+        PYCDS_ARCHIVE=pub)
+hits, _, stale = p.stderr.strip().partition(" ")
+t.ok(p.returncode == 0 and p.stdout == out and hits.isdigit() and
+     int(hits) >= 2 and stale == "0",
+     "healing: new processes served again", describe(p))
+
+# A rebuild that cannot succeed: the program is gone.
+published = open(pub, "rb").read()
+ino1 = os.stat(pub).st_ino
+os.rename(os.path.join(app, "main.py"), os.path.join(app, "main.py.gone"))
+with open(os.path.join(app, "calc.py"), "w") as f:
+    f.write("import json\n\ndef total(xs):\n    return sum(xs) * 1000\n")
+failed = wait_for(lambda: "the rebuild failed; keeping the published "
+                  "archive" in open(log).read())
+time.sleep(1)
+_, row = status()
+t.ok(failed and os.stat(pub).st_ino == ino1 and
+     open(pub, "rb").read() == published and row and row["fits"] is True
+     and row["stale"] == 1 and fg.poll() is None,
+     "healing: a failed rebuild keeps the published archive",
+     open(log).read()[-3000:] + f"\nstatus {row}")
+fg.terminate()
+fg.wait(timeout=30)

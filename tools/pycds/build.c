@@ -127,6 +127,7 @@ int cmd_build(int argc, char **argv)
 		{ "hash-seed", required_argument, NULL, 's' },
 		{ "on", required_argument, NULL, 'O' },
 		{ "stdlib", no_argument, NULL, 'S' },
+		{ "expect-exit", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -151,6 +152,7 @@ int cmd_build(int argc, char **argv)
 	const char *build_extra[] = { seedenv, NULL };
 	const char *hash_seed = NULL;
 	char **env = NULL, unrecorded[16] = "0";
+	int expect_exit = -1;
 	int c, fd, ret = 1, status, once = 0, have_layout = 0, refusals;
 	int force_layout = 0, have_startup = 0, st_fd = -1;
 	struct timespec t0, t1;
@@ -168,6 +170,18 @@ int cmd_build(int argc, char **argv)
 		case 's': hash_seed = optarg; break;
 		case 'O': on = optarg; break;
 		case 'S': stdlib = 1; break;
+		case 'E': {
+			char *end;
+
+			expect_exit = (int)strtol(optarg, &end, 10);
+			if (*end || end == optarg || expect_exit < 0 ||
+			    expect_exit > 255) {
+				fprintf(stderr, "pycds: bad --expect-exit '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'h': fputs(usage_text, stdout); fputs(help_text, stdout); return 0;
 		default: return usage();
 		}
@@ -334,10 +348,33 @@ int cmd_build(int argc, char **argv)
 		 refusals_count(refusals));
 	if (status < 0)
 		goto out;
+	if (expect_exit >= 0 && status != expect_exit) {
+		fprintf(stderr,
+			"pycds: the command exited with status %d where %d was expected (--expect-exit): nothing written\n",
+			status, expect_exit);
+		goto out;
+	}
 	if (status)
 		fprintf(stderr,
 			"pycds: the command exited with status %d; building from what it imported\n",
 			status);
+	/* The recipe ends with the status the command exited with: a
+	 * rebuild expects it again (a program gone, or failing early,
+	 * must not replace the archive with what little it imported). */
+	{
+		char ent[32];
+		int n = snprintf(ent, sizeof(ent), "exit=%d", status) + 1;
+		int rfd = open(recipe_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+		if (rfd < 0 || write(rfd, ent, (size_t)n) != n) {
+			fprintf(stderr, "pycds: failed to write the recipe: %s\n",
+				strerror(errno));
+			if (rfd >= 0)
+				close(rfd);
+			goto out;
+		}
+		close(rfd);
+	}
 
 	/* A bare start of the interpreter, recorded apart: the modules
 	 * every process imports before its program (sitecustomize, and

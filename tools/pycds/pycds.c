@@ -92,6 +92,9 @@ const char help_text[] =
 	"                     above LOWER's range, and function versions\n"
 	"                     follow LOWER's.  The layout run runs with\n"
 	"                     LOWER under the new layer.\n"
+	"  --expect-exit N    fail, writing nothing, unless the command exits\n"
+	"                     with status N (pycds rebuild passes the status\n"
+	"                     the archive's own build saw)\n"
 	"  --modules          with inspect: list the modules\n"
 	"  -n, --dry-run      with rebuild: print what would run, run nothing\n"
 	"\n"
@@ -377,6 +380,9 @@ static void show_entry(const char *key, size_t klen, const char *value,
 		printf("recipe cwd:      %s\n", value);
 	else if (klen == 3 && !memcmp(key, "env", 3))
 		printf("recipe env:      %s\n", value);
+	else if (klen == 4 && !memcmp(key, "exit", 4))
+		printf("recipe exit:     the command exited with status %s\n",
+		       value);
 }
 
 static int cmd_inspect(int argc, char **argv)

@@ -97,6 +97,7 @@ struct plan {
 	size_t argc;
 	char **env;		/* NAME=VALUE of recipe_env, as recorded */
 	size_t envc;
+	const char *exit;	/* the status the command exited with */
 	int oom;
 };
 
@@ -109,6 +110,10 @@ static void plan_entry(const char *key, size_t klen, const char *value,
 
 	if (klen == 3 && !memcmp(key, "cwd", 3)) {
 		pl->cwd = value;
+		return;
+	}
+	if (klen == 4 && !memcmp(key, "exit", 4)) {
+		pl->exit = value;
 		return;
 	}
 	if (klen == 3 && !memcmp(key, "arg", 3)) {
@@ -171,7 +176,7 @@ static int rebuild_one(const char *file, int dry_run)
 	char **argv = NULL, **env = NULL;
 	struct stat sb;
 	int ret = 1, status;
-	size_t i;
+	size_t i, k;
 	pid_t pid;
 
 	if (!realpath(file, path)) {
@@ -207,7 +212,7 @@ static int rebuild_one(const char *file, int dry_run)
 			pl.oom ? "out of memory" : "its recipe names no command");
 		goto out;
 	}
-	argv = calloc(pl.argc + 5, sizeof(*argv));
+	argv = calloc(pl.argc + 7, sizeof(*argv));
 	env = rebuild_env(&pl);
 	if (!argv || !env) {
 		fprintf(stderr, "pycds rebuild: out of memory\n");
@@ -217,8 +222,13 @@ static int rebuild_one(const char *file, int dry_run)
 	argv[1] = "build";
 	argv[2] = "-o";
 	argv[3] = path;
+	k = 4;
+	if (pl.exit) {
+		argv[k++] = "--expect-exit";
+		argv[k++] = (char *)pl.exit;
+	}
 	for (i = 0; i < pl.argc; i++)
-		argv[4 + i] = pl.argv[i];
+		argv[k++] = pl.argv[i];
 	printf("pycds rebuild: %s: in %s:", file, pl.cwd);
 	for (i = 0; i < pl.envc; i++) {
 		putchar(' ');
