@@ -343,7 +343,8 @@ DEB_PACKAGES := $(DEB_PY) libxxhash-dev xxhash liburing-dev \
 	libbpf-dev libelf-dev zlib1g-dev bpftool clang llvm hyperfine tmux \
 	prometheus curl bindfs $(if $(wildcard $(KSFT_TARBALL)),,linux-source-6.1) \
 	systemtap-sdt-dev libncurses-dev libmicrohttpd-dev pkg-config \
-	python3-docutils man-db python3-requests python3-jinja2 python3-rich perl
+	python3-docutils man-db python3-requests python3-jinja2 python3-rich perl \
+	debhelper lintian fakeroot dpkg-dev debootstrap
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -358,6 +359,23 @@ deps:
 			echo "missing Debian packages (run 'make deps' as root): $$missing"; exit 1; \
 		fi; \
 	fi
+
+# Debian packages (pycds, python3-pycds) for /usr/bin/python3, with the
+# packaging files of contrib/debian, in build/deb; lintian must pass them.
+DEB_DIR := build/deb
+DEB_SRC := $(DEB_DIR)/pycds-$(PYCDS_VERSION)
+deb: deps
+	@$(MAKE) --no-print-directory deb-run
+
+deb-run:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	if [ -d .git ]; then git ls-files -z | xargs -0 cp --parents -t $(DEB_SRC); \
+	else tar -c --exclude=./build . | tar -x -C $(DEB_SRC); fi
+	rm -rf $(DEB_SRC)/debian && cp -r contrib/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+		{ tail -40 ../build.log; exit 1; }
+	lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls $(DEB_DIR)/*.deb
 
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
@@ -411,7 +429,7 @@ builddir:
 clean:
 	rm -rf build build-*
 
-.PHONY: check-run demo-run bench-run bench-memory-run conformance-run
+.PHONY: deb deb-run check-run demo-run bench-run bench-memory-run conformance-run
 .PHONY: man ext builddir all check tests install uninstall deps demo bench bench-memory clean stage fuzz fuzz-smoke conformance
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

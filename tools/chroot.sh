@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # Debian chroots for the test matrix: the distributions' own interpreters
-# (trixie's python3.13, sid's python3.14 and python3.15), built with
+# (trixie's python3.13, sid's python3.14 and python3.15), and a clean
+# Debian 12 (bookworm) for installing the packages, built with
 # debootstrap from the archive apt already uses, cached, refreshed, and
 # entered with what the tests need (the tree at the same path, /proc,
 # /sys, /dev, a private /run and /tmp, BPF and tracefs).
@@ -31,12 +32,15 @@ suite_of() {
 	esac
 }
 
-# What building and every test need, beyond minbase.
+# What building and every test need, beyond minbase.  bookworm is the
+# clean system the Debian packages are installed into and purged from
+# (tests/py/test_deb.py): its python3 and man, nothing else.
 packages() {
 	case "$1" in
 	trixie) pys="python3.13" ;;
 	sid) pys="python3.14 python3.15" ;;
-	*) die "unknown suite $1 (trixie or sid)" ;;
+	bookworm) echo "python3 man-db"; return ;;
+	*) die "unknown suite $1 (trixie, sid or bookworm)" ;;
 	esac
 	echo "make gcc libc6-dev pkg-config binutils xz-utils ca-certificates \
 	      libxxhash-dev xxhash liburing-dev libbpf-dev libelf-dev zlib1g-dev \
@@ -91,7 +95,7 @@ create() {
 		rm -rf "$dir"
 		mv "$dir.new" "$dir"
 	fi
-	echo "installing into $suite: the interpreters, -dev packages and test tools"
+	echo "installing into $suite: $(echo $pk)"
 	# No services start inside the chroot.
 	printf '#!/bin/sh\nexit 101\n' > "$dir/usr/sbin/policy-rc.d"
 	chmod 0755 "$dir/usr/sbin/policy-rc.d"
