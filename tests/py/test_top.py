@@ -15,7 +15,7 @@ from pycdslib import PYTHON, WORKLOADS, Tap, build, require_bpf, run, scratch
 TOP = os.environ.get("PYCDS_TOP")
 require_bpf(TOP)
 
-t = Tap(13)
+t = Tap(14)
 tmp = scratch()
 script = os.path.join(WORKLOADS, "stdlib6.py")
 archive = os.path.join(tmp, "stdlib6.pycds")
@@ -84,6 +84,10 @@ t.eq(a.get("imports"), imports_fast,
      "imports equal the modules -X importtime lists")
 t.ok(a.get("archive") == os.path.realpath(archive) or
      a.get("archive") == archive, "archive path shown", a.get("archive"))
+t.ok(a.get("archive_fits") is True and a.get("archive_stale_modules") == 0
+     and s.get("archive_fits") is None,
+     "the archive fits the installed interpreter, none of its modules "
+     "stale; the stock process has no archive to fit", a)
 t.ok(a.get("faults_in", 0) > 0, f"faults inside the archive mapping "
      f"({a.get('faults_in')})")
 l2 = (rows.get(r2["pid"]) or {}).get("layers")

@@ -24,6 +24,7 @@
 #include <ncurses.h>
 
 #include "pycds/probes.h"
+#include "pycds/reader.h"
 #include "pycdstop.skel.h"
 #include "top.h"
 
@@ -69,6 +70,9 @@ struct row {
 	struct pycds_proc s;
 	long long clean_kb, dirty_kb;
 	double p50_us, p99_us;
+	int fits;		/* its (first) archive fits the interpreter
+				 * installed now: 1, 0, -1 unknown */
+	unsigned int stale_now;	/* that archive's stale modules now */
 };
 
 static volatile sig_atomic_t stop;
@@ -173,10 +177,35 @@ static double quantile_us(const __u64 *hist, double q)
 	return 0;
 }
 
+/* How the archive at @path stands now (pycds_health_file), asked once
+ * per refresh for each archive however many processes map it. */
+static struct health_cache {
+	char path[PYCDS_PATH_LEN];
+	struct pycds_health h;
+} health_cache[32];
+static int nr_health;
+
+static const struct pycds_health *health_now(const char *path)
+{
+	static struct pycds_health unknown = { .fits = -1 };
+	int i;
+
+	for (i = 0; i < nr_health; i++)
+		if (!strcmp(health_cache[i].path, path))
+			return &health_cache[i].h;
+	if (nr_health == (int)(sizeof(health_cache) / sizeof(health_cache[0])))
+		return &unknown;
+	snprintf(health_cache[nr_health].path, PYCDS_PATH_LEN, "%s", path);
+	pycds_health_file(path, &health_cache[nr_health].h);
+	return &health_cache[nr_health++].h;
+}
+
 static int collect(int fd, __u32 only, struct row *rows)
 {
 	__u32 key, next, *prev = NULL, dead[256];
 	int n = 0, ndead = 0, i;
+
+	nr_health = 0;
 
 	while (!bpf_map_get_next_key(fd, prev, &next) && n < MAX_ROWS) {
 		struct row *r = &rows[n];
@@ -234,6 +263,14 @@ static int collect(int fd, __u32 only, struct row *rows)
 		}
 		r->p50_us = quantile_us(r->s.hist_cum, 0.5);
 		r->p99_us = quantile_us(r->s.hist_cum, 0.99);
+		r->fits = -1;
+		r->stale_now = 0;
+		if (r->s.base) {
+			const struct pycds_health *h = health_now(r->s.archive);
+
+			r->fits = h->fits;
+			r->stale_now = h->stale;
+		}
 		n++;
 	}
 	/* Exited processes leave the map. */
@@ -298,7 +335,10 @@ static void print_json(struct row *rows, int n)
 		for (j = 0; j < PYCDS_HIST_SLOTS; j++)
 			printf("%s%llu", j ? ", " : "",
 			       (unsigned long long)r->s.hist_cum[j]);
-		printf("], \"layers\": [");
+		printf("], \"archive_fits\": %s, \"archive_stale_modules\": %u",
+		       r->fits > 0 ? "true" : r->fits ? "null" : "false",
+		       r->stale_now);
+		printf(", \"layers\": [");
 		for (j = 0; j < (int)r->s.nr_layers && j < PYCDS_TOP_LAYERS; j++)
 			printf("%s{\"archive\": \"%s\", \"hits\": %llu}",
 			       j ? ", " : "", r->s.layer[j].archive,
@@ -309,8 +349,8 @@ static void print_json(struct row *rows, int n)
 	fflush(stdout);
 }
 
-#define HEADER "%7s %-15s %-18s %3s %7s %6s %6s %5s %9s %8s %8s %8s %8s %8s %8s\n"
-#define ROW    "%7u %-15.15s %-18.18s %3s %7llu %6llu %6llu %5llu %9.1f %8.0f %8.0f %8llu %8llu %8s %8s\n"
+#define HEADER "%7s %-15s %-18s %3s %3s %7s %6s %6s %5s %9s %8s %8s %8s %8s %8s %8s\n"
+#define ROW    "%7u %-15.15s %-18.18s %3s %3s %7llu %6llu %6llu %5llu %9.1f %8.0f %8.0f %8llu %8llu %8s %8s\n"
 
 static void fmt_kb(char *buf, size_t len, long long kb)
 {
@@ -336,6 +376,7 @@ static void format_row(char *buf, size_t len, const struct row *r)
 	snprintf(buf, len, ROW, r->pid, r->comm,
 		 r->s.base ? name : "-",
 		 r->s.base ? (r->s.relocated ? "yes" : "no") : "-",
+		 !r->s.base ? "-" : r->fits > 0 ? "yes" : r->fits ? "?" : "no",
 		 (unsigned long long)r->s.imports,
 		 (unsigned long long)r->s.hits,
 		 (unsigned long long)r->s.misses,
@@ -349,7 +390,7 @@ static void print_text(struct row *rows, int n)
 	char line[512];
 	int i;
 
-	printf(HEADER, "PID", "COMM", "ARCHIVE", "REL", "IMPORTS", "HITS",
+	printf(HEADER, "PID", "COMM", "ARCHIVE", "REL", "FIT", "IMPORTS", "HITS",
 	       "MISSES", "STALE", "IMPORT_MS", "P50_US", "P99_US", "FLT_IN",
 	       "FLT_OUT", "CLEAN_KB", "DIRTY_KB");
 	for (i = 0; i < n; i++) {
@@ -393,7 +434,7 @@ static void draw(struct row *rows, int n, int hist)
 		 "(i imports, t time, h hits, f faults, p pid, H histogram, q quit)",
 		 n, sort_key);
 	attron(A_REVERSE);
-	mvprintw(1, 0, HEADER, "PID", "COMM", "ARCHIVE", "REL", "IMPORTS",
+	mvprintw(1, 0, HEADER, "PID", "COMM", "ARCHIVE", "REL", "FIT", "IMPORTS",
 		 "HITS", "MISSES", "STALE", "IMPORT_MS", "P50_US", "P99_US",
 		 "FLT_IN", "FLT_OUT", "CLEAN_KB", "DIRTY_KB");
 	attroff(A_REVERSE);
