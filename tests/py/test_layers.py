@@ -41,7 +41,7 @@ write_tree(app, {
         "import sys\n"
         "print('PYCDS-STATS ' + json.dumps({k: s[k] for k in ('hits', 'misses', "
         "'stale', 'error', 'modules', 'relocated')} | {'layers': [{k: l[k] "
-        "for k in ('archive', 'hits', 'error', 'relocated', 'served', "
+        "for k in ('archive', 'hits', 'misses', 'error', 'relocated', 'served', "
         "'preferred_base', 'base')} for l in s['layers']]}), file=sys.stderr)\n"),
 })
 main = os.path.join(app, "main.py")
@@ -87,7 +87,7 @@ def check_run(t, what, archive, want_layers_hit):
 VERSIONS = run([PYTHON, "-c", "import sys; print(int(sys.version_info >= "
                 "(3, 13)))"]).stdout.strip() == "1"
 
-t = Tap(23)
+t = Tap(24)
 stock = run([PYTHON, main], cwd=app)
 stock.stderr = strip_stats(stock.stderr)
 if stock.returncode:
@@ -170,6 +170,13 @@ t.ok(st is not None and {"json", "keyword"} <= served(st, 0) and
      {"pkg", "pkg.calc"} <= served(st, 1),
      "std:app: the standard library from the lower layer, the program "
      "from the upper", json.dumps(st))
+# Everything is asked of the lower layer first: its misses are the
+# process's (what no layer served), not the program's modules the upper
+# layer serves.
+t.ok(st is not None and st["layers"][0]["misses"] == st["misses"] and
+     st["layers"][1]["misses"] <= st["misses"],
+     "std:app: the lower layer's misses are what no layer served",
+     json.dumps(st))
 p, st = check_run(t, "app:std (other order)", f"{upper}:{std}", [0, 1])
 
 # ---- a module in two layers: the first wins ----

@@ -168,7 +168,7 @@ static enum answer layer_get_code(struct pycds_session *rt, PyObject *self,
 	*codep = code;
 	return ANS_SERVED;
 miss:
-	rt->ctr.misses++;
+	/* Counted by the caller once no layer served it. */
 	return ANS_MISS;
 }
 
@@ -189,19 +189,23 @@ static PyObject *archive_get_code(struct pycds_stack *st, PyObject *self,
 	PyObject *cls = sourceless ? st->pyc_loader : st->source_loader;
 	PyObject *name, *path = NULL, *code = NULL;
 	enum answer a = ANS_MISS;
+	unsigned int i, missed = 0;
 	int stale = 0;
-	unsigned int i;
 
 	if (!st->enabled || kwnames || nargs != 1 ||
 	    (PyObject *)Py_TYPE(self) != cls || !PyUnicode_Check(args[0]))
 		goto fallback;
 	name = args[0];
 	for (i = 0; i < st->nr; i++) {
-		a = layer_get_code(&st->layer[i], self, name, &path, sourceless,
-				   &code);
+		struct pycds_session *rt = &st->layer[i];
+		int asked = rt->enabled && !rt->damaged;
+
+		a = layer_get_code(rt, self, name, &path, sourceless, &code);
 		if (a == ANS_SERVED || a == ANS_ERROR)
 			break;
 		stale |= a == ANS_STALE;
+		if (a == ANS_MISS && asked)
+			missed |= 1u << i;
 	}
 	Py_XDECREF(path);
 	if (a == ANS_ERROR)
@@ -211,6 +215,12 @@ static PyObject *archive_get_code(struct pycds_stack *st, PyObject *self,
 		STAP_PROBE2(pycds, module__served, probe_name(name), i);
 		return code;
 	}
+	/* A layer's misses are what it was asked and no layer served: a
+	 * standard-library layer under an application's does not count the
+	 * application's modules, which the layer above it serves. */
+	for (i = 0; i < st->nr; i++)
+		if (missed & (1u << i))
+			st->layer[i].ctr.misses++;
 	if (stale) {
 		st->ctr.stale++;
 		STAP_PROBE1(pycds, module__stale, probe_name(name));
