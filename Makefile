@@ -155,9 +155,15 @@ $(BUILD)/ext/%.o: %.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) -Iuserspace -I$(PY_INCLUDE) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
+# _pycds is loaded by every process that names an archive: one R+X and one
+# RW segment instead of four (code apart from headers and read-only data)
+# is two mmap() calls and two page faults fewer at start-up, measured with
+# `perf stat -e minor-faults python3 -c pass`.
+EXT_LDFLAGS := -Wl,-z,noseparate-code
+
 $(EXT): $(EXT_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared $(LDFLAGS) $^ $(XXHASH_LIBS) $(URING_STATIC) -o $@
+	$(Q)$(CC) -shared $(EXT_LDFLAGS) $(LDFLAGS) $^ $(XXHASH_LIBS) $(URING_STATIC) -o $@
 
 $(BUILD)/lib/userspace/lib/xxh_avx2.o: CFLAGS += -mavx2
 

@@ -300,23 +300,60 @@ def bench_workload(pycds, python, script, archive, runs, bound=True):
     return row
 
 
+BIG_MODULES = ("json,argparse,email.parser,http.client,asyncio,decimal,"
+               "logging,unittest,xml.dom.minidom,xml.etree.ElementTree,"
+               "urllib.request,http.server,sqlite3,tarfile,zipfile,pydoc,"
+               "multiprocessing,concurrent.futures,ftplib,imaplib,smtplib,"
+               "mailbox,difflib,doctest,pdb,configparser,csv,statistics,"
+               "fractions,ssl,shelve,turtle,tkinter,idlelib.pyshell,"
+               "lib2to3.main,distutils.core,xmlrpc.server,"
+               "wsgiref.simple_server")
+
+
 def bench_pass(pycds, python, runs, outdir):
     """python -c pass: with a large archive set, and with it unset."""
     big = os.path.join(outdir, "big.pycds")
-    mods = ("json,argparse,email.parser,http.client,asyncio,decimal,"
-            "logging,unittest,xml.dom.minidom,xml.etree.ElementTree,"
-            "urllib.request,http.server,sqlite3,tarfile,zipfile,pydoc,"
-            "multiprocessing,concurrent.futures,ftplib,imaplib,smtplib,"
-            "mailbox,difflib,doctest,pdb,configparser,csv,statistics,"
-            "fractions,ssl,shelve,turtle,tkinter,idlelib.pyshell,"
-            "lib2to3.main,distutils.core,xmlrpc.server,wsgiref.simple_server")
-    build(pycds, python, big, ["-m", mods])
+    build(pycds, python, big, ["-m", BIG_MODULES])
     size = os.path.getsize(big)
     env = base_env()
     stock, fast = alternate([python, "-c", "pass"], env,
                             dict(env, PYCDS_ARCHIVE=big), runs)
     return {"archive_bytes": size, "stock_ms": stock * 1e3,
             "pycds_ms": fast * 1e3, "added_ms": (fast - stock) * 1e3}
+
+
+def bench_pass_trees(pycds, python, against, runs, outdir):
+    """python -c pass with the large archive of bench_pass: stock, another
+    tree's build (its tool, archive and _pycds) and this one, rotating;
+    each tree's added milliseconds with the 90% interval of its ratio to
+    stock."""
+    variants = [("stock", [python, "-c", "pass"], base_env())]
+    trees = [("this tree", pycds, python)]
+    if against:
+        tool, opy = other_tree(against)
+        trees.insert(0, ("against", tool, opy))
+    for i, (label, tool, py) in enumerate(trees):
+        big = os.path.join(outdir, f"big-{i}.pycds")
+        build(tool, py, big, ["-m", BIG_MODULES])
+        variants.append((label, [py, "-c", "pass"],
+                         dict(base_env(), PYCDS_ARCHIVE=big)))
+    t = rotate([(argv, env) for _, argv, env in variants], runs)
+    st = statistics.median(t[0])
+    print(f"python -c pass, {python}; {runs} rotating rounds; archives of "
+          f"{BIG_MODULES.count(',') + 1} modules and all they import, on "
+          f"the build directory's disk as in the full run")
+    rows = []
+    for (label, argv, _), x in zip(variants, t):
+        m = statistics.median(x)
+        lo, hi = ratio_interval(x, t[0])
+        extra = "" if label == "stock" else (
+            f"  added {(m - st) * 1e3:+.2f} ms (ratio {m / st:.3f}, "
+            f"90% interval {lo:.3f}-{hi:.3f})")
+        print(f"  {label:<10} {m * 1e3:8.2f} ms{extra}")
+        rows.append({"variant": label, "python": argv[0], "ms": m * 1e3,
+                     "added_ms": (m - st) * 1e3, "interval": (lo, hi)})
+    with open(os.path.join(outdir, "pass.json"), "w") as f:
+        json.dump({"runs": runs, "rows": rows}, f, indent=1)
 
 
 def bench_pass_prefetch(python, archive, runs, outdir):
@@ -574,6 +611,9 @@ def main():
                    help="compare with another tree's build directory (its "
                         "pycds and venv/bin/python): stock, that tree and "
                         "this one, in one rotating run")
+    p.add_argument("--pass", dest="pass_only", action="store_true",
+                   help="only python -c pass with a large archive, against "
+                        "stock (and the --against tree's build, rotating)")
     p.add_argument("--layers", action="store_true",
                    help="layers against one archive per workload instead "
                         "(and python -c pass with a standard-library layer)")
@@ -583,6 +623,10 @@ def main():
     if a.layers:
         bench_layers(pycds, python, scripts, a.runs,
                      os.environ.get("PYCDS_LOADER"), a.out)
+        return
+    if a.pass_only:
+        bench_pass_trees(pycds, python, a.against and os.path.abspath(
+            a.against), a.runs, a.out)
         return
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,

@@ -116,6 +116,9 @@ struct pycds_stack {
 	unsigned long long enable_ns;	/* the last enable(): every layer */
 	struct pycds_image image;	/* the interpreter's, found once */
 	int have_image;
+	/* Statics of the interpreter the image checks found sound: one
+	 * cache for every layer. */
+	uint64_t static_seen[PYCDS_STATIC_SEEN];
 	/* loader.c */
 	PyObject *source_loader;	/* SourceFileLoader */
 	PyObject *base_get_code;	/* its stock get_code */

@@ -21,6 +21,27 @@
 /* One per process: its layers are enabled at most once. */
 static struct pycds_stack stack;
 
+/*
+ * The pages of the stack (with its statics cache: four pages of .bss) a
+ * process with an archive writes at once, taken in one call: each first
+ * touch of a page is otherwise a fault, and a fault costs 20-50 us on
+ * this kind of machine (a zero page read first and copied on the write
+ * after, for the cache).  Measured with `perf stat -e minor-faults
+ * python3 -c pass`: 5 faults fewer.  The pages at either end may hold
+ * other .bss of this module: populating them only faults them early.
+ */
+static void state_populate(void)
+{
+	uintptr_t a = (uintptr_t)&stack, ae = a + sizeof(stack);
+	uintptr_t lo = a & ~(uintptr_t)(PYCDS_PAGE_SIZE - 1);
+	uintptr_t hi = (ae + PYCDS_PAGE_SIZE - 1) &
+		       ~(uintptr_t)(PYCDS_PAGE_SIZE - 1);
+
+	/* Advice only: without MADV_POPULATE_WRITE (before Linux 5.14)
+	 * the pages fault in as they are used. */
+	madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+}
+
 struct pycds_stack *pycds_stack(void)
 {
 	return &stack;
@@ -201,12 +222,7 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 		goto reject;
 	}
 	pycds_image_ctx_fill(&rt->ctx, &st->image);
-	{
-		/* Statics of the interpreter: one cache for every layer. */
-		static uint64_t seen[PYCDS_STATIC_SEEN];
-
-		rt->ctx.static_seen = seen;
-	}
+	rt->ctx.static_seen = st->static_seen;
 	rt->served_bits = calloc(rt->ar.hdr->nr_modules / 8 + 1, 1);
 	if (!rt->served_bits) {
 		snprintf(err, sizeof(err), "out of memory");
@@ -642,6 +658,7 @@ PyObject *pycds_hook(PyObject *self, PyObject *noargs)
 	/* Like CPython's own variables: not under -E/-I, not setuid. */
 	if (ignore || getuid() != geteuid() || getgid() != getegid())
 		Py_RETURN_NONE;
+	state_populate();
 	verbose = getenv("PYCDS_VERBOSE");
 	st->verbose = verbose && *verbose && strcmp(verbose, "0");
 	record = getenv("PYCDS_RECORD");
