@@ -85,7 +85,7 @@ READER_OBJS := $(LIB)
 
 EXT := $(BUILD)/_pycds$(EXT_SUFFIX)
 RUNTIME_SRCS := $(addprefix userspace/runtime/,module.c interp.c session.c \
-		map.c memory.c names.c prepare.c loader.c prefetch.c layout.c)
+		map.c memory.c names.c prepare.c loader.c finder.c prefetch.c layout.c)
 WRITER_SRCS := $(addprefix userspace/writer/,writer.c emit.c place.c assemble.c \
 		record.c)
 EXT_SRCS := $(RUNTIME_SRCS) $(WRITER_SRCS)

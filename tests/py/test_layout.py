@@ -93,11 +93,13 @@ t.eq(big, [], "no C file of 900 lines or more under userspace/, loader/, "
      "tools/")
 
 # Writable file-scope data, from the objects' symbol tables (nm: b/B bss,
-# d/D data): the stack of layers (session.c) and the method tables CPython's API
-# takes as writable.  Function-local statics (name.N: once-per-process
+# d/D data): the stack of layers (session.c), the method tables CPython's API
+# takes as writable, and finder.c's constant tables of names (their
+# pointers are relocated, so they land in .data.rel.ro).  Function-local
+# statics (name.N: once-per-process
 # flags, a cache) are not file-scope state.
 TABLES = {"stack", "pycds_methods", "pycds_module", "source_get_code_def",
-          "pyc_get_code_def"}
+          "pyc_get_code_def", "find_spec_def", "fs_names", "fs_helpers"}
 
 
 def writable(obj):

@@ -14,8 +14,9 @@ static PyMethodDef pycds_methods[] = {
 	{ "stats", pycds_stats, METH_NOARGS,
 	  "stats() -> dict\n\n"
 	  "archive, base, preferred_base, relocated, modules, hits, misses, "
-	  "stale, rejected, error (None while the archive is in use), size, "
-	  "served, and layers: a dict of the same for each layer." },
+	  "stale, found, relisted, rejected, error (None while the archive "
+	  "is in use), size, served, and layers: a dict of the same for "
+	  "each layer." },
 	{ "verify", pycds_verify, METH_O,
 	  "verify(path) -> None\n\n"
 	  "Check every part of the archive against this interpreter; raise "

@@ -17,6 +17,8 @@
  *               body copies of 3.11
  *   loader.c    get_code of the stock file loaders, as served from the
  *               archive
+ *   finder.c    PathFinder.find_spec, answered without bytecode for the
+ *               modules the layers hold
  *   prefetch.c  the read-ahead (io_uring, posix_fadvise)
  *   layout.c    what a layout run of `pycds build` reports at exit
  */
@@ -59,6 +61,9 @@ enum prefault { PF_NONE = 0, PF_READ, PF_WRITE, PF_HUGE };
 enum chunk_state { CHUNK_UNSEEN = 0, CHUNK_PENDING, CHUNK_COPIED, CHUNK_MAPPED };
 
 struct io_uring;
+
+/* Helpers of the import bootstrap finder.c checks are unchanged. */
+#define PYCDS_FS_HELPERS 5
 
 /* Layers one process stacks at most. */
 #define PYCDS_MAX_LAYERS 8
@@ -126,6 +131,20 @@ struct pycds_stack {
 	PyObject *pyc_get_code;		/* its stock get_code */
 	PyObject *module;		/* _pycds */
 	PyObject *served;		/* every layer's, in the order served */
+	/* finder.c: what the stock search calls, found at install */
+	int path_find_installed;	/* 1 ours, -1 left stock, 0 not yet */
+	PyObject *bootstrap_dict;	/* _frozen_importlib_external's */
+	PyObject *path_finder;		/* PathFinder */
+	PyObject *pf_find_spec;		/* its stock find_spec's function */
+	PyObject *pf_get_spec;		/* its _get_spec, as in its dict */
+	PyObject *pf_importer_cache;	/* its _path_importer_cache */
+	PyObject *file_finder;		/* FileFinder */
+	PyObject *ff_find_spec;		/* its find_spec */
+	PyObject *fs_str[8];		/* attribute names, interned */
+	PyObject *fs_helper_str[PYCDS_FS_HELPERS];
+	PyObject *fs_helper[PYCDS_FS_HELPERS];
+	unsigned long long found;	/* find_spec answered here */
+	unsigned long long find_relisted; /* a directory changed since listed */
 };
 
 /* session.c: the process's one stack (for entry points only: what the
@@ -168,6 +187,9 @@ PyObject *served_code(PyObject *code);
 /* loader.c */
 int import_machinery(struct pycds_stack *st);
 int install_get_code(struct pycds_stack *st);
+
+/* finder.c */
+int install_find_spec(struct pycds_stack *st);
 
 /* prefetch.c */
 void prefetch_start(struct pycds_session *rt, int fd, size_t size);

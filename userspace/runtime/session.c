@@ -231,7 +231,7 @@ static int enable_try(struct pycds_stack *st, struct pycds_session *rt,
 	if (import_machinery(st))
 		return -1;
 	Py_XSETREF(st->module, Py_NewRef(module));
-	if (install_get_code(st))
+	if (install_get_code(st) || install_find_spec(st))
 		return -1;
 	if (names_keep_at_exit(rt))
 		return -1;
@@ -480,7 +480,7 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		return NULL;
 	}
 	ret = Py_BuildValue(
-		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:N,"
+		"{s:s,s:N,s:N,s:O,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:N,"
 		"s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:K,s:s,s:N,s:N}",
 		"archive", st->spec,
 		"base", first ? PyLong_FromVoidPtr(first->map) : Py_NewRef(Py_None),
@@ -492,6 +492,8 @@ PyObject *pycds_stats(PyObject *self, PyObject *noargs)
 		"hits", st->ctr.hits,
 		"misses", st->ctr.misses,
 		"stale", st->ctr.stale,
+		"found", st->found,
+		"relisted", st->find_relisted,
 		"rejected", rejected,
 		"error", error,
 		"size", size,
