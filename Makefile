@@ -135,7 +135,8 @@ VENV := $(BUILD)/venv
 VENV_PY := $(VENV)/bin/python
 STAGED := $(VENV)/.staged
 
-all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages $(MAN)
+all: $(EXT) $(TOOL) $(LOADER) $(TOP) $(BUILD)/pycds_build.py $(BUILD)/bench-pages \
+	$(BUILD)/bench-occupy.so $(MAN)
 
 .SECONDEXPANSION:
 $(MAN): $(MAN_DIR)/%: Documentation/$$(MAN_SRC_$$*) tools/mkman.py
@@ -149,6 +150,11 @@ $(BUILD)/bench-pages: tools/bench_pages.c $(READER_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(XXHASH_LIBS) -o $@
+
+$(BUILD)/bench-occupy.so: tools/bench_occupy.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared $< -o $@
 
 $(BUILD)/ext/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -401,6 +407,7 @@ bench-run:
 		PYCDS_WORKLOADS=$(abspath tests/workloads) \
 		PYCDS_LOADER=$(abspath $(LOADER)) PYCDS_TOP=$(abspath $(TOP)) \
 		PYCDS_BENCH_PAGES=$(abspath $(BUILD)/bench-pages) \
+		PYCDS_BENCH_OCCUPY_SO=$(abspath $(BUILD)/bench-occupy.so) \
 		$(PYTHON) tools/bench.py --out $(BUILD)/bench
 
 bench-memory: deps

@@ -374,6 +374,52 @@ def bench_pass_prefetch(python, archive, runs, outdir):
                                     for m in modes[1:]}}
 
 
+def bench_relocated(python, script, archive, runs, occupy_so):
+    """A relocated start against an unrelocated one: the workload from
+    its archive with one page of the archive's preferred range taken
+    before the interpreter starts (LD_PRELOAD of bench-occupy.so), so
+    that it is mapped elsewhere and relocated, against the same preload
+    taking a page outside the range; stock with the same preload too.
+    Rotating rounds; each variant's relocated flag is checked first."""
+    desc = subprocess.run(
+        [python, "-c", "import _pycds, sys; "
+         "print(_pycds.describe(sys.argv[1])['preferred_base'])", archive],
+        env=dict(base_env(), PYCDS_ARCHIVE=""), capture_output=True,
+        text=True)
+    base = int(desc.stdout.split()[0]) if desc.returncode == 0 else 0
+    if not base:
+        raise SystemExit(f"bench: cannot read the preferred base of "
+                         f"{archive}: {desc.stderr.strip()}")
+    size = os.path.getsize(archive)
+    inside = base + (size // 2 & ~4095)
+    outside = base - (1 << 30)
+    pre = dict(base_env(), LD_PRELOAD=occupy_so)
+    variants = {
+        "stock": dict(pre, PYCDS_BENCH_OCCUPY=hex(outside)),
+        "unrelocated": dict(pre, PYCDS_ARCHIVE=archive,
+                            PYCDS_BENCH_OCCUPY=hex(outside)),
+        "relocated": dict(pre, PYCDS_ARCHIVE=archive,
+                          PYCDS_BENCH_OCCUPY=hex(inside)),
+    }
+    for label, want in (("unrelocated", False), ("relocated", True)):
+        p = subprocess.run(
+            [python, "-c", "import _pycds, json; s = _pycds.stats(); "
+             "print(json.dumps([s['relocated'], s['error']]))"],
+            env=variants[label], capture_output=True, text=True)
+        got = json.loads(p.stdout) if p.returncode == 0 else None
+        if not got or got[0] is not want or got[1] is not None:
+            raise SystemExit(f"bench: the {label} start is not what it "
+                             f"should be: {got} {p.stderr.strip()}")
+    labels = list(variants)
+    t = rotate([([python, script], variants[k]) for k in labels], runs)
+    med = {k: statistics.median(x) * 1e3 for k, x in zip(labels, t)}
+    lo, hi = ratio_interval(t[2], t[1])
+    return {"workload": os.path.basename(script), "runs": runs,
+            "ms": med, "occupied": hex(inside), "preferred_base": hex(base),
+            "relocated_over_unrelocated": med["relocated"] /
+            med["unrelocated"], "interval": (lo, hi)}
+
+
 def bench_unset(python, runs, outdir):
     """The hook's cost when PYCDS_ARCHIVE is unset: the same interpreter
     with and without pycds.pth in its site directory."""
@@ -614,6 +660,10 @@ def main():
     p.add_argument("--pass", dest="pass_only", action="store_true",
                    help="only python -c pass with a large archive, against "
                         "stock (and the --against tree's build, rotating)")
+    p.add_argument("--relocated", action="store_true",
+                   help="only the relocated start against the unrelocated "
+                        "one (the first workload; needs "
+                        "PYCDS_BENCH_OCCUPY_SO)")
     p.add_argument("--layers", action="store_true",
                    help="layers against one archive per workload instead "
                         "(and python -c pass with a standard-library layer)")
@@ -627,6 +677,28 @@ def main():
     if a.pass_only:
         bench_pass_trees(pycds, python, a.against and os.path.abspath(
             a.against), a.runs, a.out)
+        return
+    if a.relocated:
+        occ = os.environ.get("PYCDS_BENCH_OCCUPY_SO")
+        if not occ:
+            raise SystemExit("bench: --relocated needs PYCDS_BENCH_OCCUPY_SO")
+        script = scripts[0]
+        archive = a.archive
+        if not archive:
+            where = tempfile.mkdtemp(prefix="pycds-bench-", dir="/dev/shm")
+            archive = os.path.join(where, os.path.basename(script)
+                                   .replace(".py", ".pycds"))
+            build(pycds, python, archive, ["--", python, script])
+        rl = bench_relocated(python, script, archive, a.runs, occ)
+        ms, (lo, hi) = rl["ms"], rl["interval"]
+        print(f"relocated start, {rl['workload']} ({a.runs} rotating rounds, "
+              f"page {rl['occupied']} taken): stock {ms['stock']:.1f} ms, "
+              f"unrelocated {ms['unrelocated']:.1f} ms, relocated "
+              f"{ms['relocated']:.1f} ms; relocated/unrelocated "
+              f"{rl['relocated_over_unrelocated']:.3f} (90% interval "
+              f"{lo:.3f}-{hi:.3f})")
+        with open(os.path.join(a.out, "relocated.json"), "w") as f:
+            json.dump(rl, f, indent=1)
         return
     if a.against:
         compare_trees(pycds, python, os.path.abspath(a.against), scripts,
@@ -744,6 +816,19 @@ def main():
                   f"pycds PYCDS_PREFETCH=none {ms['none']:.0f} ms, sync "
                   f"{ms['sync']:.0f} ms, uring {ms['uring']:.0f} ms")
             result["prefetch"] = pf
+        occ = os.environ.get("PYCDS_BENCH_OCCUPY_SO")
+        if occ and s6:
+            rl = bench_relocated(python, s6[0][0], s6[0][1], a.runs, occ)
+            lo, hi = rl["interval"]
+            ms = rl["ms"]
+            print(f"relocated start, stdlib6 with a page of the archive's "
+                  f"range taken (LD_PRELOAD, {a.runs} rotating rounds): "
+                  f"stock {ms['stock']:.1f} ms, unrelocated "
+                  f"{ms['unrelocated']:.1f} ms, relocated "
+                  f"{ms['relocated']:.1f} ms; relocated/unrelocated "
+                  f"{rl['relocated_over_unrelocated']:.3f} (90% interval "
+                  f"{lo:.3f}-{hi:.3f})")
+            result["relocated"] = rl
         top = os.environ.get("PYCDS_TOP")
         if top and os.geteuid() == 0 and s6:
             ov = bench_top_overhead(top, python, s6[0][0], s6[0][1])
