@@ -175,6 +175,23 @@ static long verbose_flag(struct pycds_stack *st)
 	return n;
 }
 
+/* finder._get_spec(loader, name, path, smsl, target): Python code runs,
+ * which may drop the finder's list of loaders; the loader is held. */
+static PyObject *call_get_spec(struct pycds_stack *st, PyObject *finder,
+			       PyObject *loader, PyObject *name,
+			       PyObject *path, PyObject *smsl,
+			       PyObject *target)
+{
+	PyObject *spec;
+
+	Py_INCREF(loader);
+	spec = PyObject_CallMethodObjArgs(finder, st->fs_str[FS_GET_SPEC],
+					  loader, name, path, smsl, target,
+					  NULL);
+	Py_DECREF(loader);
+	return spec;
+}
+
 /* What FileFinder.find_spec would answer for @name (last part @tail)
  * in @finder: STEP_NEXT for nothing (the search goes on), STEP_FOUND
  * with the spec in *@spec, STEP_STOCK when only the stock method can
@@ -251,10 +268,9 @@ static enum step file_finder_step(struct pycds_stack *st, PyObject *finder,
 							(Py_ssize_t)blen))
 				    : NULL;
 			if (smsl)
-				*spec = PyObject_CallMethodObjArgs(finder,
-					st->fs_str[FS_GET_SPEC],
-					PyTuple_GET_ITEM(t, 1), name, full,
-					smsl, target, NULL);
+				*spec = call_get_spec(st, finder,
+						      PyTuple_GET_ITEM(t, 1),
+						      name, full, smsl, target);
 			Py_XDECREF(full);
 			Py_XDECREF(smsl);
 			ret = *spec ? STEP_FOUND : STEP_STOCK;
@@ -285,9 +301,8 @@ static enum step file_finder_step(struct pycds_stack *st, PyObject *finder,
 			continue;
 		full = PyUnicode_DecodeFSDefaultAndSize(buf, (Py_ssize_t)flen);
 		if (full)
-			*spec = PyObject_CallMethodObjArgs(finder,
-				st->fs_str[FS_GET_SPEC], PyTuple_GET_ITEM(t, 1),
-				name, full, Py_None, target, NULL);
+			*spec = call_get_spec(st, finder, PyTuple_GET_ITEM(t, 1),
+					      name, full, Py_None, target);
 		Py_XDECREF(full);
 		ret = *spec ? STEP_FOUND : STEP_STOCK;
 		goto out;
