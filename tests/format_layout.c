@@ -33,7 +33,8 @@ int main(void)
 	H(interp.hexversion); H(interp.pyc_magic); H(interp.cache_tag);
 	H(interp.abiflags); H(interp.build_id); H(interp.build_id_len);
 	H(interp.optimize); H(interp.layout); H(interp.runtime_addr);
-	H(regions); H(names_index_off); H(nr_names); H(flags); H(modules_off);
+	H(regions); H(names_index_off); H(nr_names); H(flags); H(names_found_off);
+	H(modules_off);
 	H(nr_modules); H(nr_buckets); H(buckets_off); H(names); H(relocs_off);
 	H(nr_relocs); H(images_off); H(nr_images); H(interns_off);
 	H(nr_interns); H(fsets_off); H(nr_fsets); H(meta_checksum);

@@ -187,9 +187,25 @@ def code_names(codes):
 # archived module uses.  Writes back the names
 # that were interned already when first used: interning a fresh copy of
 # one gives the older object.  Only builtins and sys: importing anything
-# else would intern its names here first.
+# else would intern its names here first.  So no module with Python code
+# is imported here, not even by a native one or an alias: a module the
+# recorded process found as collections.abc (an alias of
+# _collections_abc, made by the archived collections package) imported
+# here would load collections, keyword and operator from their .pyc and
+# make every name of theirs look interned before the archive's (on
+# 3.13.5, 1758 of stdlib6's 2611 "found" names were not).
 PREINTERNED = r"""
 import sys
+_be = sys.modules["_frozen_importlib_external"]
+class _NoPythonCode:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        spec = _be.PathFinder.find_spec(name, path, target)
+        if spec is not None and isinstance(spec.loader, (
+                _be.SourceFileLoader, _be.SourcelessFileLoader)):
+            raise ImportError(name, name=name)
+        return None
+sys.meta_path.insert(0, _NoPythonCode)
 old, seen = [], set()
 for s in sys.stdin.buffer.read().decode("utf-8", "surrogatepass").split("\0"):
     if s[:1] == "\1":

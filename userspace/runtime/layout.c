@@ -34,8 +34,8 @@ static PyObject *layout_names(struct pycds_session *rt, PyObject *out)
 		}
 		PyBytes_ConcatAndDel(&out, PyBytes_FromFormat(
 			"%c\t%s\n",
-			t == pycds_name_entry(&rt->ar, i) ? PYCDS_REC_CANONICAL
-							  : PYCDS_REC_FOUND,
+			name_became_canonical(rt, i) ? PYCDS_REC_CANONICAL
+						     : PYCDS_REC_FOUND,
 			s));
 	}
 	return out;

@@ -176,6 +176,7 @@ void padding_keep_hole(struct pycds_session *rt);
 PyObject *name_resolved(struct pycds_session *rt, uint32_t idx);
 PyObject *name_resolve(struct pycds_session *rt, uint32_t idx, char *err,
 		       size_t errlen);
+int name_became_canonical(struct pycds_session *rt, uint32_t idx);
 int names_prepare(struct pycds_session *rt, char *err, size_t errlen);
 int names_keep_at_exit(struct pycds_session *rt);
 
